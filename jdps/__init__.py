@@ -1,0 +1,3 @@
+"""jdps: data point selection in JAX."""
+
+__version__ = "0.1.0"
