@@ -71,3 +71,12 @@ class Dataset:
             out["y"] = self.y
         out.update(self.columns)
         return out
+
+
+@dataclass(frozen=True)
+class Document:
+    """One raw text document of a corpus: its text, its domain (genre, book, source) and its id."""
+
+    text: str
+    domain: str
+    doc_id: str

@@ -1,0 +1,67 @@
+"""Input checks shared by every entry point; each error names the problem and the fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jdps.errors import InputError
+
+
+def check_finite(name: str, array) -> None:
+    """Raise if `array` holds NaN or Inf, naming the first offending rows."""
+    a = np.asarray(array)
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    bad = ~np.isfinite(a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise InputError(
+            f"{name} holds NaN or Inf in {len(rows)} row(s), first at index {rows[:5].tolist()}; "
+            "drop or repair those rows before passing the data")
+
+
+def check_labels(name: str, y, num_classes: int | None = None) -> np.ndarray:
+    """Labels must be a 1-d integer array in [0, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise InputError(f"{name} must be a 1-d array of class ids, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            raise InputError(f"{name} has dtype {y.dtype}; labels must be integers: pass y.astype(int)")
+        raise InputError(f"{name} has dtype {y.dtype}; labels must be integer class ids")
+    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise InputError(
+            f"{name} holds labels outside [0, {num_classes}) (min {y.min()}, max {y.max()}); "
+            f"relabel to 0..{num_classes - 1} or pass the right num_classes")
+    return y
+
+
+def check_same_length(**arrays) -> int:
+    """All arrays share their first dimension; returns it."""
+    lengths = {k: len(v) for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        raise InputError(f"mismatched lengths {lengths}: every per-example array needs one row per example")
+    return next(iter(lengths.values()), 0)
+
+
+def check_fraction(fraction: float, name: str = "fraction") -> float:
+    """A fraction of a pool must lie in (0, 1]."""
+    f = float(fraction)
+    if not (0.0 < f <= 1.0) or math.isnan(f):
+        raise InputError(f"{name} must lie in (0, 1], got {fraction}; to select k examples pass budget=k")
+    return f
+
+
+def budget_from(n: int, *, budget: int | None = None, fraction: float | None = None) -> int:
+    """Number of examples to select from a pool of n: `budget`, or ceil(fraction * n)."""
+    if (budget is None) == (fraction is None):
+        raise InputError("give exactly one of budget (a count) or fraction (in (0, 1])")
+    if fraction is not None:
+        return max(1, math.ceil(check_fraction(fraction) * n))
+    if int(budget) != budget or budget < 1:
+        raise InputError(f"budget must be a positive integer, got {budget}")
+    if budget > n:
+        raise InputError(f"budget {budget} is larger than the pool of {n} examples; pass budget <= {n}")
+    return int(budget)
