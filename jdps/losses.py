@@ -1,0 +1,27 @@
+"""Per-example losses on model outputs: each returns one value per example, shape [B]."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+PAD_ID = 0  # token id 0 is padding in every jdps tokenizer
+
+
+def cross_entropy(logits, labels):
+    """l_i = -log softmax(logits_i)[y_i];  logits [B, C], labels [B] int -> [B]."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def next_token_loss(logits, tokens, pad_id: int = PAD_ID):
+    """Mean next-token cross-entropy over each window's non-pad targets.
+
+    logits [B, L, V] predict tokens[:, 1:]; l_i = sum_t m_it ce_it / max(1, sum_t m_it), with
+    m_it = [tokens[i, t+1] != pad_id]  -> [B].
+    """
+    targets = tokens[:, 1:]
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    ce = -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    mask = (targets != pad_id).astype(jnp.float32)
+    return (ce * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
