@@ -96,7 +96,7 @@ def test_window_errors():
     for stride in (0, 9):
         with pytest.raises(InputError, match="stride"):
             windows(docs, 8, stride=stride)
-    with pytest.raises(InputError, match="one per document"):
+    with pytest.raises(InputError, match="one label per document"):
         windows(docs, 8, labels=[0, 1])
     with pytest.raises(InputError, match="missing from domain_names"):
         windows(docs, 8, domain_names=["other"])
