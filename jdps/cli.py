@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and report test metrics")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default="fashion_mnist", help="a dataset with train/test splits")
+    src.add_argument("--dataset", default="fashion_mnist", choices=("fashion_mnist", "mnist1d"),
+                     help="a dataset with official train/test splits")
     src.add_argument("--train", help="your own npz file: x float [N, ...], y int [N], optional id [N]")
     p.add_argument("--test", help="npz test file (with --train)")
     p.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
