@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from jdps.errors import JdpsError
+from jdps.errors import InputError, JdpsError
 
 
 def _cmd_data(args) -> int:
@@ -64,6 +64,8 @@ def _build_task(model: str, train, seed: int):
     from jdps.models.mlp import mlp_task
     import numpy as np
 
+    if train.y is None:
+        raise InputError(f"{train.info.name}: training a classifier needs integer labels; add `y` [N] to the npz")
     num_classes = int(train.info.num_classes or (int(np.max(train.y)) + 1))
     if model == "mlp":
         return mlp_task(seed, int(np.prod(train.x.shape[1:])), (256, 128), num_classes)
