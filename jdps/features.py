@@ -1,0 +1,114 @@
+"""Projected per-example gradients of a whole pool, in global-index order.
+
+phi_i = P^T g_i for every example i, g_i the gradient of l_i w.r.t. the leaves a parameter filter selects:
+
+    method='vmap'      g_i by chunked vmap(grad), then the blockwise dense projection [p, d]
+                       (projection.py): phi_i [d];
+    method='factored'  per selected Dense layer vec(P_in^T g_i P_out) from the layer taps (factored.py),
+                       k_in = k_out = k = floor(sqrt(d / L)) for L layers: phi_i [L k^2], L k^2 <= d.
+
+Both preserve inner products in expectation. The pool is scored in fixed-shape batches (padded, masked),
+each jit-compiled once; the projection depends only on (key, the selected shapes, d), never on
+`batch_size` or `chunk_size`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jdps import factored as fa
+from jdps import param_filter as pf
+from jdps.data.batching import gather, scoring_indices
+from jdps.data.dataset import Dataset
+from jdps.errors import InputError
+from jdps.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.projection import check_kind, project
+
+METHODS = ("vmap", "factored")
+
+
+@dataclass(frozen=True)
+class Features:
+    """features [N, d] (row r belongs to example index[r]), index [N] ascending, how they were made."""
+
+    features: np.ndarray
+    index: np.ndarray
+    method: str
+    paths: tuple[str, ...]
+
+
+def _batches(data, batch_size: int) -> Iterable[dict]:
+    """Scoring batches: from a Dataset or dict of arrays [N, ...], or `data` itself if it yields batches."""
+    if isinstance(data, (Dataset, Mapping)):
+        arrays = data.arrays() if isinstance(data, Dataset) else dict(data)
+        arrays = {k: np.asarray(v) for k, v in arrays.items() if np.asarray(v).dtype.kind in "biuf"}
+        n = len(next(iter(arrays.values())))
+        return (gather(arrays, row) for row in scoring_indices(n, batch_size))
+    return data
+
+
+def per_example_features(task, params, data, *, d: int, key, method: str = "vmap", param_filter=None,
+                         kind: str = "rademacher", batch_size: int = 256,
+                         chunk_size: int | None = None) -> Features:
+    """Projected per-example gradient features of every example of `data`, sorted by global index.
+
+    task: a `Task` (or a bare loss_fn(params, batch) -> [B]); data: a `Dataset`, a dict of arrays [N, ...]
+    (cut into scoring batches of `batch_size`), or an iterable of batches that carry `index` (and `mask`,
+    False on padding), e.g. `jdps.data.batching.stream(source, B)`. key: a `jax.random` key;
+    d: the feature width; chunk_size: examples per vmap(grad) chunk (method 'vmap'). A task without a
+    model view cannot use 'factored' and falls back to 'vmap' with a warning.
+    """
+    task = fa.as_task(task)
+    check_kind(kind)
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; pass one of {METHODS}")
+    if int(d) != d or d < 1:
+        raise InputError(f"d must be a positive integer, got {d!r}")
+    if method == "factored" and task.model is None:
+        warnings.warn("method='factored' needs a task built with Task.from_model(model, output_loss); "
+                      "this one has only a loss_fn, so features come from vmap(grad) and a dense projection",
+                      stacklevel=2)
+        method = "vmap"
+
+    batches = iter(_batches(data, batch_size))
+    first = next(batches, None)
+    if first is None:
+        raise InputError("data holds no batch; pass at least one example")
+    if "index" not in first:
+        raise InputError("each batch needs batch['index'] (global example ids); pass a Dataset or a dict of "
+                         "arrays, or batches from jdps.data.batching")
+
+    if method == "vmap":
+        paths = pf.select(param_filter, params, loss_fn=task.loss_fn, batch=first)
+
+        def features(params, batch):
+            return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
+                                     transform=lambda g: project(flatten(g), key, d, kind))
+    else:
+        paths, dense, _ = fa.dense_selection(task, params, first, param_filter, "per_example_features")
+        k = math.isqrt(d // len(dense))
+        if k < 1:
+            raise InputError(f"d={d} is smaller than the {len(dense)} selected Dense layers; factored features "
+                             f"need d >= {len(dense)} (each layer gives k x k features, k = floor(sqrt(d / L)))")
+
+        def features(params, batch):
+            return fa.factored_features(task, params, batch, key=key, k=k, param_filter=paths, kind=kind)
+
+    step = jax.jit(features)
+    rows, index = [], []
+    for batch in itertools.chain([first], batches):
+        phi, idx = np.asarray(step(params, batch)), np.asarray(batch["index"])
+        mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
+        check_finite_rows("per-example gradients (projected)", phi, idx, mask)
+        rows.append(phi[mask])
+        index.append(idx[mask])
+    index = np.concatenate(index)
+    order = np.argsort(index, kind="stable")
+    return Features(np.concatenate(rows)[order], index[order], method, tuple(paths))
