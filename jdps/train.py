@@ -1,0 +1,218 @@
+"""The training loop every experiment uses: optax on a (weighted) subset, and masked evaluation.
+
+Each epoch is one jit-compiled `lax.scan` over the fixed-shape minibatches of
+`jdps.data.batching.epoch_indices`: a fresh permutation of the subset from the epoch's key, cut into
+n // batch_size batches (the last partial batch is dropped). With per-example weights w (1 by default)
+the loss of a minibatch B is
+
+    normalize="batch":    L_B = sum_{i in B} w_i l_i(params) / |B|
+    normalize="weights":  L_B = sum_{i in B} w_i l_i(params) / sum_{i in B} w_i  (self-normalised)
+
+"batch" is an unbiased estimate of (1/n) sum_i w_i l_i over the subset; "weights" keeps the step size
+independent of the scale of w. A batch is `batching.gather`'s dict: the data's numeric per-example
+arrays plus `index` [B] (global indices, rows of the full data) and `mask` [B]. Evaluation scores every
+example once, in padded batches whose padding is masked.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jdps.data.batching import device_arrays, epoch_indices, gather, scoring_indices
+from jdps.data.dataset import Dataset
+from jdps.errors import InputError, JdpsError
+from jdps.task import Task
+from jdps.validate import check_finite, check_same_length
+
+Data = Dataset | Mapping[str, Any]
+DEFAULT_OPTIMIZER = optax.adam(1e-3)
+
+
+class TrainingDivergedError(JdpsError, FloatingPointError):
+    """The training loss became NaN or Inf."""
+
+
+class TrainResult(NamedTuple):
+    """Trained `params`, the final optimizer state and the per-epoch `history`.
+
+    history: `loss` [epochs] (mean minibatch loss L_B of each epoch), `step_loss` [epochs * steps] and,
+    with eval data, `eval_loss`, `eval_accuracy`, `eval_balanced_accuracy` [epochs] (as `evaluate` gives).
+    """
+
+    params: Any
+    opt_state: Any
+    history: dict[str, np.ndarray]
+
+
+def _host_arrays(data: Data, name: str) -> dict[str, np.ndarray]:
+    """The numeric per-example arrays of `data` (x, y, numeric columns); other columns are left out."""
+    if isinstance(data, Dataset):
+        arrays = data.arrays()
+    elif isinstance(data, Mapping):
+        arrays = dict(data)
+    else:
+        raise InputError(f"{name} must be a jdps Dataset or a dict of per-example arrays, got {type(data).__name__}")
+    if "x" not in arrays:
+        raise InputError(f"{name} has no 'x'; pass a dict with at least an 'x' array (and 'y' for labels)")
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if arrays["x"].dtype.kind not in "biuf":
+        raise InputError(f"{name} 'x' has dtype {arrays['x'].dtype}; encode it as numbers (e.g. token ids) first")
+    arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
+    if check_same_length(**arrays) == 0:
+        raise InputError(f"{name} is empty; pass at least one example")
+    return arrays
+
+
+def _check_indices(indices, n: int) -> np.ndarray:
+    if indices is None:
+        return np.arange(n)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise InputError(f"indices must be a 1-d array of integer example indices, got {idx.dtype} {idx.shape}")
+    if idx.size == 0:
+        raise InputError("indices is empty: the subset to train on has no examples; select at least one")
+    if idx.min() < 0 or idx.max() >= n:
+        raise InputError(f"indices must lie in [0, {n}) (rows of the data), got min {idx.min()}, max {idx.max()}")
+    return idx
+
+
+def _check_weights(weights, n: int) -> np.ndarray:
+    if weights is None:
+        return np.ones(n, np.float32)
+    w = np.asarray(weights)
+    if w.ndim != 1 or len(w) != n:
+        raise InputError(f"weights has shape {w.shape} but the data has {n} examples; pass one weight per "
+                         "example of the full data (indexed by global index), not per example of the subset")
+    if not np.issubdtype(w.dtype, np.number) or not np.isfinite(w).all():
+        raise InputError("weights must be finite numbers; replace NaN/Inf weights (e.g. np.nan_to_num)")
+    if (w < 0).any():
+        raise InputError(f"weights must be >= 0, got {int((w < 0).sum())} negative value(s), first at index "
+                         f"{int(np.flatnonzero(w < 0)[0])}; clip them with np.maximum(w, 0)")
+    return w.astype(np.float32)
+
+
+def _as_key(key):
+    if isinstance(key, (int, np.integer)):
+        return jax.random.key(int(key))
+    return key
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "normalize", "batch_size"))
+def _epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size):
+    """One pass over the rows `subset` [n] of `arrays`; returns (params, opt_state, minibatch losses [steps])."""
+
+    def objective(p, batch):
+        mask = batch["mask"]
+        w = jnp.where(mask, weights[batch["index"]], 0.0)
+        losses = jnp.where(mask, loss_fn(p, batch), 0.0)
+        denom = mask.sum() if normalize == "batch" else w.sum()
+        return jnp.sum(w * losses) / jnp.where(denom > 0, denom, 1.0)
+
+    def step(carry, positions):
+        p, state = carry
+        loss, grads = jax.value_and_grad(objective)(p, gather(arrays, subset[positions]))
+        updates, state = optimizer.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), loss
+
+    grid = epoch_indices(key, subset.shape[0], batch_size)
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), grid)
+    return params, opt_state, losses
+
+
+def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
+          optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
+          normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
+          eval_batch_size: int = 1024) -> TrainResult:
+    """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs.
+
+    key: a jax key or an integer seed (the minibatch order); optimizer: optax, default adam(1e-3);
+    weights: one weight >= 0 per example of the full data [N] (by global index); normalize: see the
+    module docstring. A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
+    runs after every epoch. Raises TrainingDivergedError, naming the epoch and step, when the loss
+    becomes NaN or Inf. The compiled epoch is cached on (task.loss_fn, optimizer, normalize,
+    batch size): pass the same objects to reuse it.
+    """
+    host = _host_arrays(data, "data")
+    n = len(host["x"])
+    idx = _check_indices(indices, n)
+    w = _check_weights(weights, n)
+    if normalize not in ("batch", "weights"):
+        raise InputError(f"normalize must be 'batch' (sum w l / |B|) or 'weights' (sum w l / sum w), got {normalize!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if int(value) != value or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value}")
+    if not w[idx].any():
+        raise InputError("every weight on the training subset is zero, so there is nothing to train on; "
+                         "give some examples a positive weight or leave them out of indices")
+    check_finite("data 'x'", host["x"][idx])
+    arrays, subset, w = device_arrays(host), jnp.asarray(idx, jnp.int32), jnp.asarray(w)
+    optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    opt_state = optimizer.init(params)
+    run = partial(_epoch, loss_fn=task.loss_fn, optimizer=optimizer, normalize=normalize,
+                  batch_size=min(int(batch_size), len(idx)))
+    history: dict[str, list] = {"loss": [], "step_loss": []}
+    for epoch, epoch_key in enumerate(jax.random.split(_as_key(key), int(epochs))):
+        params, opt_state, step_losses = run(params, opt_state, arrays, subset, w, epoch_key)
+        step_losses = np.asarray(step_losses)
+        bad = np.flatnonzero(~np.isfinite(step_losses))
+        if bad.size:
+            raise TrainingDivergedError(
+                f"the training loss became {step_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
+                f"(of {len(step_losses)} steps per epoch); lower the learning rate, or clip gradients with "
+                "optax.chain(optax.clip_by_global_norm(1.0), ...), and check the inputs are scaled")
+        history["loss"].append(step_losses.mean())
+        history["step_loss"].append(step_losses)
+        if eval_data is not None:
+            for name, value in evaluate(task, params, eval_data, eval_batch_size).items():
+                history.setdefault(f"eval_{name}", []).append(value)
+    history["step_loss"] = np.concatenate(history["step_loss"])
+    return TrainResult(params, opt_state, {k: np.asarray(v) for k, v in history.items()})
+
+
+@partial(jax.jit, static_argnames=("task",))
+def _outputs(task: Task, params, arrays, grid):
+    """Per-example losses and, for classifiers (logits [B, C]), predicted classes, over the rows of grid."""
+
+    def one(_, index):
+        batch = gather(arrays, index)
+        if task.model is None or task.output_loss is None:
+            return None, (task.loss_fn(params, batch), None)
+        out = task.model.apply(params, batch["x"])
+        return None, (task.output_loss(out, batch), jnp.argmax(out, -1) if out.ndim == 2 else None)
+
+    return jax.lax.scan(one, None, grid)[1]
+
+
+def _scored(task: Task, params, host: dict, batch_size: int):
+    """(losses [N], predictions [N] or None) in padded batches: every example once, none dropped."""
+    n = len(host["x"])
+    losses, preds = _outputs(task, params, device_arrays(host), scoring_indices(n, min(int(batch_size), n)))
+    return np.asarray(losses).reshape(-1)[:n], None if preds is None else np.asarray(preds).reshape(-1)[:n]
+
+
+def per_example_losses(task: Task, params, data: Data, batch_size: int = 1024) -> np.ndarray:
+    """l_i(params) for every example of `data` -> [N]."""
+    return _scored(task, params, _host_arrays(data, "data"), batch_size)[0]
+
+
+def evaluate(task: Task, params, data: Data, batch_size: int = 1024) -> dict[str, float]:
+    """Mean loss over every example of `data`; for classifiers with integer labels `y` also
+
+    accuracy = mean_i [argmax logits_i = y_i] and balanced_accuracy = mean over the classes present
+    in y of their recall (as sklearn's balanced_accuracy_score).
+    """
+    host = _host_arrays(data, "data")
+    losses, preds = _scored(task, params, host, batch_size)
+    metrics = {"loss": float(losses.mean())}
+    y = host.get("y")
+    if preds is not None and y is not None and y.ndim == 1 and y.dtype.kind in "iu":
+        correct = preds == y
+        metrics["accuracy"] = float(correct.mean())
+        metrics["balanced_accuracy"] = float(np.mean([correct[y == c].mean() for c in np.unique(y)]))
+    return metrics
