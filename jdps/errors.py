@@ -15,3 +15,7 @@ class MissingDatasetError(JdpsError, FileNotFoundError):
 
 class CheckpointError(JdpsError, RuntimeError):
     """A checkpoint cannot be read (missing, corrupt or from another run)."""
+
+
+class TrainingDivergedError(JdpsError, FloatingPointError):
+    """A loss or a sampled variable became NaN or Inf; the message names the step and the fix."""

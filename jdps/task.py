@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from jdps import losses
+from jdps.errors import InputError
 from jdps.models.functional import Functional
 
 Batch = dict[str, Any]
@@ -25,7 +26,8 @@ class Task:
 
     def apply(self, params, x):
         if self.model is None:
-            raise ValueError("this task has no model view; build it with Task.from_model")
+            raise InputError("this task has only a loss_fn, no model view; build it with "
+                             "Task.from_model(functional_model, output_loss)")
         return self.model.apply(params, x)
 
     @classmethod

@@ -26,16 +26,12 @@ import optax
 
 from jdps.data.batching import device_arrays, epoch_indices, gather, scoring_indices
 from jdps.data.dataset import Dataset
-from jdps.errors import InputError, JdpsError
+from jdps.errors import InputError, TrainingDivergedError
 from jdps.task import Task
 from jdps.validate import check_finite, check_same_length
 
 Data = Dataset | Mapping[str, Any]
 DEFAULT_OPTIMIZER = optax.adam(1e-3)
-
-
-class TrainingDivergedError(JdpsError, FloatingPointError):
-    """The training loss became NaN or Inf."""
 
 
 class TrainResult(NamedTuple):
