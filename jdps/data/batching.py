@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from functools import partial
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,6 +151,8 @@ def stream(source, batch_size: int, *, key=None, num_threads: int = 4, prefetch:
     rows = _Rows(source)
     grid = (np.asarray(epoch_indices(key, rows.n, batch_size)) if key is not None
             else scoring_indices(rows.n, batch_size))
+    import grain  # imported here: only streaming needs it
+
     pipeline = grain.MapDataset.source(grid).map(rows)
     options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
     return iter(pipeline.to_iter_dataset(options))
