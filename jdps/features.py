@@ -32,6 +32,7 @@ from jdps.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.projection import check_kind, project
 
 METHODS = ("vmap", "factored")
+CHUNK_FLOATS = 1 << 26  # default vmap(grad) chunk: at most 64M gradient floats (256 MB) at once
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
     task: a `Task` (or a bare loss_fn(params, batch) -> [B]); data: a `Dataset`, a dict of arrays [N, ...]
     (cut into scoring batches of `batch_size`), or an iterable of batches that carry `index` (and `mask`,
     False on padding), e.g. `jdps.data.batching.stream(source, B)`. key: a `jax.random` key;
-    d: the feature width; chunk_size: examples per vmap(grad) chunk (method 'vmap'). A task without a
-    model view cannot use 'factored' and falls back to 'vmap' with a warning.
+    d: the feature width; chunk_size: examples per vmap(grad) chunk (method 'vmap'; default: as many as
+    keep a chunk's gradients within CHUNK_FLOATS). A task without a model view cannot use 'factored'
+    and falls back to 'vmap' with a warning.
     """
     task = fa.as_task(task)
     check_kind(kind)
@@ -87,6 +89,9 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
 
     if method == "vmap":
         paths = pf.select(param_filter, params, loss_fn=task.loss_fn, batch=first)
+        if chunk_size is None:
+            p = sum(int(np.prod(np.shape(leaf))) for leaf in pf.take(params, paths).values())
+            chunk_size = max(1, CHUNK_FLOATS // p)
 
         def features(params, batch):
             return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,

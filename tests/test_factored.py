@@ -125,7 +125,11 @@ def test_plain_loss_fn_falls_back_to_vmap_with_a_note(seq):
 
 
 def _rademacher(key, shape):
-    return np.asarray(jax.random.rademacher(key, shape, jnp.float32), np.float64) / np.sqrt(shape[1])
+    """Signs s[r, c] = 1 - 2 * bit (c mod 32) of word [r, c div 32] of jax.random.bits, over sqrt(k)."""
+    m, k = shape
+    words = np.asarray(jax.random.bits(key, (m, -(-k // 32)), jnp.uint32))
+    bits = (words[:, :, None] >> np.arange(32, dtype=np.uint32)) & 1
+    return (1.0 - 2.0 * bits.reshape(m, -1)[:, :k]) / np.sqrt(k)
 
 
 @pytest.mark.parametrize("name", ["mlp", "seq"])
