@@ -1,0 +1,531 @@
+"""BADS: Bayesian data point selection, by SGLD over the network and one weight per example.
+
+Energy (reconstructed; ALGORITHMS.md section 1), parameters theta, weights w in [0, 1]^N:
+
+    U(theta, w) = rho sum_i w_i l_i(theta) + sum_j l^m_j(theta) + |theta|^2 / (2 sigma_theta^2) + R(w)
+
+with N training losses l_i, M meta losses l^m_j, R = -log p(w) (`jdps.weight_prior`) and the normaliser
+log Z(w) of p(theta | w, D_t) dropped; with `log_z="contrastive"` a meta-free chain theta' estimates its
+gradient, so the weights see l_i(theta) - l_i(theta') in place of l_i(theta).
+
+A step takes a minibatch B (b rows, global indices `batch["index"]`, padding rows masked) and a meta
+batch B_m (b_m rows); it is SGLD on each block at one temperature T with the block's own step size
+(a constant diagonal preconditioner, so the stationary law stays exp(-U / T)):
+
+  theta, step lr / N (the SGD-like parametrisation: U / N, alpha = lr):
+    theta <- theta - lr [rho sum_B w_i grad l_i / b + (M / N) mean_{B_m} grad l^m_j
+                         + theta / (N sigma_theta^2)] + sqrt(2 lr T / N) n
+    (theta_loss="self_normalised" divides the weighted sum by sum_B w_i instead of b.)
+  weights, step eta_w = weight_lr b / N (one visit moves a weight by weight_lr times its gradient);
+  the chain variable z is w ("reflect", reflected into [0, 1]) or logit(w) ("logit"):
+    offbatch="lazy": only batch weights move, each with the noise missed since its last visit,
+      z_i <- z_i - weight_lr [dw/dz rho l_i + R'_z(z_i)] + sqrt(2 eta_w T (t - last_i)) n_i,
+      integrated in K = weight_substeps Euler sub-steps (step and noise variance split K ways,
+      l_i held fixed), each followed by the reflection:
+    offbatch="exact": every weight gets its prior drift and noise every step, batch weights the data:
+      z <- z - eta_w [R'_z(z) + (N / b) dw/dz rho l 1_B] + sqrt(2 eta_w T) n
+  weight network (weight_param="network", for N too large to visit each weight often):
+    w_i = sigmoid(g_phi(f_i)) on stop-gradient features f_i = weight_features(theta, batch) [b, F];
+    phi moves like theta with step net_lr / N on rho sum_B w_i l_i / b + mean_B R(w_i) + |phi|^2/(2 N sigma_theta^2).
+
+Readout: after `burn_in` steps, at every `thin`-th step, each visited weight's new value joins its
+running mean (a sample at a visit time, chosen independently of the weights); `avg_window` S turns
+it into an exponential average over about S samples. theta: a ring of `theta_samples` snapshots,
+one every `theta_thin` steps (default: an epoch, N // b) after burn-in, for posterior-averaged
+prediction. Batches come from `jdps.data.batching`; `run_epochs` scans whole epochs in one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.base import SamplingAlgorithm
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jdps import sgmcmc
+from jdps import weight_prior as wp
+from jdps.data import batching
+from jdps.data.dataset import Dataset
+from jdps.errors import InputError, JdpsError
+from jdps.selection import mean_weight_by_group, select
+
+__all__ = ["BADSConfig", "BADSState", "BADSInfo", "SamplerDivergedError", "init", "build_kernel",
+           "as_top_level_api", "run_epochs", "posterior_mean_weights", "theta_samples",
+           "posterior_predictive", "state_shardings", "select", "mean_weight_by_group"]
+
+_CHOICES = {
+    "weight_prior": ("gaussian", "beta", "mean_penalty"),
+    "weight_param": ("reflect", "logit", "network"),
+    "offbatch": ("lazy", "exact"),
+    "theta_loss": ("weighted", "self_normalised"),
+    "log_z": ("dropped", "contrastive"),
+}
+
+
+@dataclass(frozen=True)
+class BADSConfig:
+    """BADS options. [r] reconstructed (the paper's choice is not known), [o] this project's choice.
+
+    lr               theta's SGD-like step alpha; SGLD step lr / N                            [o] 0.05
+    weight_lr        step of one visit to a weight; SGLD step weight_lr b / N                [o] 0.1
+    weight_substeps  Euler sub-steps a lazy visit is integrated in                           [o] 20
+    temperature      T of exp(-U / T): 1 is the posterior                                        1.0
+    rho              impact of the weighted training loss                                    [r] 5.0
+    prior_std        sigma_theta of theta's (and phi's) Gaussian prior                       [r] 1.0
+    weight_prior     "gaussian" | "beta" | "mean_penalty" (see jdps.weight_prior)            [r] gaussian
+    weight_prior_mean, weight_prior_std   beta (the sparsity level) and sigma_w              [r] 0.5, 1.0
+    weight_param     "reflect" | "logit" | "network"                                         [r] reflect
+    offbatch         "lazy" | "exact"                                                        [o] lazy
+    theta_loss       "weighted" (faithful) | "self_normalised" (deviation: theta's
+                     effective step does not shrink with mean(w))                            weighted
+    log_z            "dropped" | "contrastive" (a second, meta-free chain; twice the cost)  [r] dropped
+    burn_in, thin    steps before the running means start; record every thin-th step         0, 1
+    avg_window       None: mean of all samples; S: exponential average over ~S samples       None
+    theta_samples    size of the ring of theta snapshots (0: none)                           4
+    theta_thin       steps between snapshots (None: one epoch, N // b)                       None
+    net_width, net_lr   width H and step of the weight network                               100, 0.1
+
+    Why these defaults (experiments settle them): a weight must reach its conditional posterior
+    within a few visits (epochs), sooner than the network memorises a flipped label; weights that
+    settle slower still rank noisy examples low, but leave them near full weight while theta fits
+    them, which costs accuracy. Given theta, a weight's law is exp(-(rho l_i w + R(w)) / T) on [0, 1];
+    at T = 1 with a broad prior (sigma_w = 1) its mean is about 1 / (rho l_i) when rho l_i >> 1 and
+    near 1/2 when rho l_i << 1, so rho = 5 puts a flipped label (l ~ 2.3, chance on ten classes) near
+    w = 0.1 while a fitted example (l ~ 0.2) stays near 0.45. One visit moves a weight by
+    weight_lr rho l_i (0.1 * 5 * 2.3 ~ 1: a noisy weight drops in one visit) with noise of std
+    sqrt(2 weight_lr T) = 0.45 (a clean weight crosses [0, 1] in about five visits). So large a move
+    is integrated in 20 sub-steps (noise std 0.1 each): one big reflected step bounces a falling
+    weight back up from 0 and biases the chain upwards. lr = 0.05 because with rho = 5 and
+    mean(w) ~ 0.4, theta's effective SGD step is about 2 lr = 0.1. The weight network's outputs
+    have no per-example noise (every example informs phi, so its posterior is narrow): they sit near
+    the minimiser of rho l_i w + R(w), w ~ beta - rho sigma_w^2 l_i for the Gaussian prior, so with
+    it choose rho sigma_w^2 ~ beta / (a noisy example's loss), e.g. rho = 1, weight_prior_std = 0.3.
+    """
+
+    lr: float = 0.05
+    weight_lr: float = 0.1
+    weight_substeps: int = 20
+    temperature: float = 1.0
+    rho: float = 5.0
+    prior_std: float = 1.0
+    weight_prior: str = "gaussian"
+    weight_prior_mean: float = 0.5
+    weight_prior_std: float = 1.0
+    weight_param: str = "reflect"
+    offbatch: str = "lazy"
+    theta_loss: str = "weighted"
+    log_z: str = "dropped"
+    burn_in: int = 0
+    thin: int = 1
+    avg_window: int | None = None
+    theta_samples: int = 4
+    theta_thin: int | None = None
+    net_width: int = 100
+    net_lr: float = 0.1
+
+    def __post_init__(self):
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise InputError(f"{name}={getattr(self, name)!r} is not an option; choose one of {choices}")
+        positive = {"lr": self.lr, "prior_std": self.prior_std, "weight_prior_std": self.weight_prior_std}
+        non_negative = {"weight_lr": self.weight_lr, "temperature": self.temperature, "rho": self.rho,
+                        "net_lr": self.net_lr}
+        for name, v in positive.items():
+            if not v > 0:
+                raise InputError(f"{name} must be > 0, got {v}")
+        for name, v in non_negative.items():
+            if not v >= 0:
+                raise InputError(f"{name} must be >= 0, got {v}")
+        beta, std = self.weight_prior_mean, self.weight_prior_std
+        open_unit = self.weight_param != "reflect" or self.weight_prior == "beta"
+        if not (0 < beta < 1 if open_unit else 0 <= beta <= 1):
+            raise InputError(f"weight_prior_mean must lie in {'(0, 1)' if open_unit else '[0, 1]'} for "
+                             f"weight_param={self.weight_param!r}, weight_prior={self.weight_prior!r}; got {beta}")
+        if self.weight_prior == "beta" and not std**2 < beta * (1 - beta):
+            raise InputError(f"a Beta prior with mean {beta} needs weight_prior_std < {np.sqrt(beta * (1 - beta)):.4g}"
+                             f" (got {std}); lower weight_prior_std")
+        if self.weight_param == "network" and self.offbatch != "lazy":
+            raise InputError("offbatch applies to per-example weights; leave it 'lazy' with the weight network")
+        ints = {"burn_in": (self.burn_in, 0), "thin": (self.thin, 1), "theta_samples": (self.theta_samples, 0),
+                "net_width": (self.net_width, 1), "weight_substeps": (self.weight_substeps, 1),
+                "avg_window": (self.avg_window, 1), "theta_thin": (self.theta_thin, 1)}
+        for name, (v, low) in ints.items():
+            if v is not None and (int(v) != v or v < low):
+                raise InputError(f"{name} must be an integer >= {low}, got {v}")
+
+
+class BADSState(NamedTuple):
+    """The sampler state; per-example arrays [N] are indexed by global example index.
+
+    params: theta. weights: chain variables [N] (w for "reflect", logit(w) for "logit") or the weight
+    network's parameters. step: int32 [] steps taken. last_visit: int32 [N] the step count after each
+    weight's last update (lazy per-example weights only, else None). weight_mean: float32 [N] running
+    posterior mean of w_i; weight_count: int32 [N] samples in it. shadow: theta' of the contrastive
+    chain (else None). theta_samples: params stacked [K, ...], a ring (else None); num_theta: int32 []
+    snapshots taken.
+    """
+
+    params: Any
+    weights: Any
+    step: jax.Array
+    last_visit: jax.Array | None
+    weight_mean: jax.Array
+    weight_count: jax.Array
+    shadow: Any
+    theta_samples: Any
+    num_theta: jax.Array
+
+
+class BADSInfo(NamedTuple):
+    """Per step: mean training loss and meta loss of the batch (unweighted), mean batch weight, and
+    whether the new parameters and weights are finite."""
+
+    loss: jax.Array
+    meta_loss: jax.Array
+    batch_weight: jax.Array
+    finite: jax.Array
+
+
+class SamplerDivergedError(JdpsError, FloatingPointError):
+    """The parameters or weights of the chain became NaN or Inf."""
+
+
+def _count(name: str, n) -> int:
+    if int(n) != n or n < 1:
+        hint = (" BADS needs a non-empty curated meta set as its likelihood: pass at least one meta example"
+                if name == "n_meta" else " pass the number of training examples")
+        raise InputError(f"{name} must be a positive integer, got {n}.{hint}")
+    return int(n)
+
+
+def _net_init(key, d_in: int, width: int, mean: float):
+    return {"hidden": {"kernel": jax.random.normal(key, (d_in, width)) / np.sqrt(d_in),
+                       "bias": jnp.zeros((width,))},
+            "out": {"kernel": jnp.zeros((width,)), "bias": jnp.asarray(wp.initial_chain(mean, "logit"), jnp.float32)}}
+
+
+def _net_weight(phi, features):
+    """w = sigmoid(relu(f W_1 + b_1) w_2 + b_2): features [b, F] -> [b]."""
+    h = jax.nn.relu(features @ phi["hidden"]["kernel"] + phi["hidden"]["bias"])
+    return jax.nn.sigmoid(h @ phi["out"]["kernel"] + phi["out"]["bias"])
+
+
+def init(key, params, n_train: int, config: BADSConfig = BADSConfig(),
+         weight_feature_dim: int | None = None) -> BADSState:
+    """The state at theta = params and every weight at the prior mean beta (the weight network's
+    output bias at logit(beta), its hidden layer random from `key`)."""
+    n = _count("n_train", n_train)
+    cfg = config
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # no weak types: one compile
+    if cfg.weight_param == "network":
+        if weight_feature_dim is None:
+            raise InputError("weight_param='network' needs weight_feature_dim, the width F of weight_features")
+        weights = _net_init(key, _count("weight_feature_dim", weight_feature_dim), cfg.net_width,
+                            cfg.weight_prior_mean)
+    else:
+        weights = jnp.full((n,), wp.initial_chain(cfg.weight_prior_mean, cfg.weight_param), jnp.float32)
+    lazy = cfg.weight_param != "network" and cfg.offbatch == "lazy"
+    ring = (jax.tree.map(lambda p: jnp.zeros((cfg.theta_samples, *jnp.shape(p)), jnp.result_type(p)), params)
+            if cfg.theta_samples else None)
+    return BADSState(
+        params=params, weights=weights, step=jnp.zeros((), jnp.int32),
+        last_visit=jnp.zeros((n,), jnp.int32) if lazy else None,
+        weight_mean=jnp.zeros((n,), jnp.float32), weight_count=jnp.zeros((n,), jnp.int32),
+        shadow=jax.tree.map(jnp.array, params) if cfg.log_z == "contrastive" else None,
+        theta_samples=ring, num_theta=jnp.zeros((), jnp.int32))
+
+
+def _rows(batch, n: int | None, name: str):
+    """(index int32 [b] or None, mask bool [b]) of a batch; masked rows are ignored."""
+    if not isinstance(batch, Mapping) or not batch:
+        raise InputError(f"{name} must be a dict of per-example arrays, as jdps.data.batching.gather builds")
+    index = batch.get("index")
+    if n is not None and index is None:
+        raise InputError(f"{name} has no 'index' (global example indices); build batches with "
+                         "jdps.data.batching.gather(arrays, index)")
+    b = len(index) if index is not None else len(next(iter(batch.values())))
+    if b == 0:
+        raise InputError(f"{name} has no rows; pass a batch size >= 1")
+    mask = batch.get("mask", jnp.ones((b,), bool))
+    if n is None:
+        return None, mask
+    index = jnp.asarray(index, jnp.int32)
+    return index, mask & (index < n)
+
+
+def _sq_norm(tree):
+    return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+
+
+def _per_example(loss_fn, params, batch, b: int, name: str):
+    losses = loss_fn(params, batch)
+    if jnp.shape(losses) != (b,):
+        raise InputError(f"the {name} loss_fn must return one loss per example, shape ({b},); got "
+                         f"{jnp.shape(losses)}. Return per-example losses, not their mean")
+    return losses.astype(jnp.float32)
+
+
+def _visit(key, z, force, w_bar, share, cfg: BADSConfig):
+    """Lazy visit of batch weights z [b] under the data force rho l [b]: time weight_lr of the SDE
+    dz = -(dw/dz force + R'_z(z)) dt + sqrt(2 T) dW with noise variance scaled by share = gap b / N
+    [b] (the steps missed, in visits), in `weight_substeps` Euler steps, each reflected."""
+    param, prior = cfg.weight_param, (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
+    h = cfg.weight_lr / cfg.weight_substeps
+    sd = jnp.sqrt(2 * h * cfg.temperature * share)
+    keys = jax.random.split(key, cfg.weight_substeps)
+
+    def substep(i, z):
+        drift = wp.dweight(z, param) * force + wp.prior_grad(z, w_bar, param, *prior)
+        return wp.project(z - h * drift + sd * jax.random.normal(keys[i], z.shape), param)
+
+    return jax.lax.fori_loop(0, cfg.weight_substeps, substep, z)
+
+
+def _sweep(key, z, slot, force, w_bar, share, cfg: BADSConfig):
+    """Exact off-batch step of all weights z [N], eta_w = weight_lr share (share = b / N): prior drift
+    and noise for every weight, the data force (N / b) dw/dz rho l for the batch rows `slot` [b]."""
+    param, prior = cfg.weight_param, (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
+    eta_w = cfg.weight_lr * share
+    drift = wp.prior_grad(z, w_bar, param, *prior)
+    drift = drift.at[slot].add(wp.dweight(z[jnp.minimum(slot, len(z) - 1)], param) * force / share, mode="drop")
+    noise = jax.random.normal(key, z.shape)
+    return wp.project(z - eta_w * drift + jnp.sqrt(2 * eta_w * cfg.temperature) * noise, param)
+
+
+def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta: int,
+                 config: BADSConfig = BADSConfig(), weight_features: Callable | None = None) -> Callable:
+    """The pure step `kernel(rng_key, state, batch, meta_batch) -> (state, BADSInfo)`.
+
+    `loss_fn(params, batch) -> [b]` and `meta_loss_fn(params, meta_batch) -> [b_m]` give per-example
+    losses; `weight_features(params, batch) -> [b, F]` feeds the weight network.
+    """
+    cfg, n, m_total = config, _count("n_train", n_train), _count("n_meta", n_meta)
+    if cfg.weight_param == "network" and weight_features is None:
+        raise InputError("weight_param='network' needs weight_features(params, batch) -> [b, F]")
+    integrator = sgmcmc.overdamped_langevin()
+    temp, per_example = cfg.temperature, cfg.weight_param != "network"
+    prior = (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
+
+    def langevin(key, position, grad_u_over_n, lr):
+        # SGLD on U with step lr / N, given grad(U / N): z + (lr / N) (-N grad) + sqrt(2 T lr / N) n.
+        return integrator(key, position, jax.tree.map(lambda g: -n * g, grad_u_over_n), lr / n, temp)
+
+    def kernel(rng_key, state: BADSState, batch, meta_batch):
+        index, mask = _rows(batch, n, "batch")
+        _, meta_mask = _rows(meta_batch, None, "meta_batch")
+        b = index.shape[0]
+        m, mm = mask.astype(jnp.float32), meta_mask.astype(jnp.float32)
+        nb, nbm = jnp.maximum(m.sum(), 1.0), jnp.maximum(mm.sum(), 1.0)
+        t = state.step + 1
+        k_theta, k_shadow, k_w = jax.random.split(rng_key, 3)
+        safe = jnp.minimum(index, n - 1)
+        if per_example:
+            z_b = state.weights[safe]
+            w_b = wp.weight_of(z_b, cfg.weight_param)
+        else:
+            features = jax.lax.stop_gradient(weight_features(state.params, batch))
+            w_b = _net_weight(state.weights, features)
+        w_b = jax.lax.stop_gradient(w_b)
+
+        def train_energy(params):  # minibatch estimate of (rho sum_i w_i l_i + |theta|^2 / 2 sigma^2) / N
+            losses = _per_example(loss_fn, params, batch, b, "training")
+            denom = nb if cfg.theta_loss == "weighted" else jnp.maximum((m * w_b).sum(), 1e-12)
+            value = cfg.rho * (m * w_b * losses).sum() / denom + _sq_norm(params) / (2 * n * cfg.prior_std**2)
+            return value, losses
+
+        def theta_energy(params):  # ... plus sum_j l^m_j / N
+            value, losses = train_energy(params)
+            meta = _per_example(meta_loss_fn, params, meta_batch, meta_mask.shape[0], "meta")
+            return value + (m_total / n) * (mm * meta).sum() / nbm, (losses, meta)
+
+        (_, (losses, meta)), grad = jax.value_and_grad(theta_energy, has_aux=True)(state.params)
+        params = langevin(k_theta, state.params, grad, cfg.lr)
+        data, shadow = losses, state.shadow
+        if cfg.log_z == "contrastive":
+            (_, shadow_losses), shadow_grad = jax.value_and_grad(train_energy, has_aux=True)(state.shadow)
+            shadow = langevin(k_shadow, state.shadow, shadow_grad, cfg.lr)
+            data = losses - shadow_losses
+        data = jax.lax.stop_gradient(data)
+
+        slot = jnp.where(mask, index, n)  # scatters to row n are dropped
+        last_visit = state.last_visit
+        if not per_example:
+            def net_energy(phi):  # minibatch estimate of (rho sum_i w_i l_i + R(w) + |phi|^2 / 2 sigma^2) / N
+                w = _net_weight(phi, features)
+                return (cfg.rho * (m * data * w).sum() / nb + wp.batch_prior_energy(w, mask, *prior)
+                        + _sq_norm(phi) / (2 * n * cfg.prior_std**2))
+
+            weights = langevin(k_w, state.weights, jax.grad(net_energy)(state.weights), cfg.net_lr)
+            w_new = _net_weight(weights, features)
+        elif cfg.weight_lr == 0:  # frozen weights: a chain on theta alone
+            weights, w_new = state.weights, w_b
+        else:
+            w_bar = (jnp.mean(wp.weight_of(state.weights, cfg.weight_param))
+                     if cfg.weight_prior == "mean_penalty" else None)
+            if cfg.offbatch == "lazy":
+                gap = (t - state.last_visit[safe]).astype(jnp.float32)
+                z_new = _visit(k_w, z_b, cfg.rho * data, w_bar, gap * b / n, cfg)
+                weights = state.weights.at[slot].set(z_new, mode="drop")
+                last_visit = state.last_visit.at[slot].set(t, mode="drop")
+            else:
+                weights = _sweep(k_w, state.weights, slot, cfg.rho * data, w_bar, b / n, cfg)
+                z_new = weights[safe]
+            w_new = wp.weight_of(z_new, cfg.weight_param)
+
+        record = (t > cfg.burn_in) & ((t - cfg.burn_in) % cfg.thin == 0)
+        count = state.weight_count[safe] + 1
+        div = count if cfg.avg_window is None else jnp.minimum(count, cfg.avg_window)
+        mean = state.weight_mean[safe] + (w_new - state.weight_mean[safe]) / div
+        target = jnp.where(record, slot, n)
+        weight_mean = state.weight_mean.at[target].set(mean, mode="drop")
+        weight_count = state.weight_count.at[target].set(count, mode="drop")
+
+        ring, num_theta = state.theta_samples, state.num_theta
+        if cfg.theta_samples:
+            every = cfg.theta_thin or max(n // b, 1)
+            take = (t > cfg.burn_in) & ((t - cfg.burn_in) % every == 0)
+            at = num_theta % cfg.theta_samples
+            ring = jax.tree.map(lambda r, p: r.at[at].set(jnp.where(take, p, r[at])), ring, params)
+            num_theta = num_theta + take.astype(jnp.int32)
+
+        finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0)))
+        for leaf in jax.tree.leaves(params):
+            finite &= jnp.all(jnp.isfinite(leaf))
+        new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta)
+        info = BADSInfo((m * losses).sum() / nb, (mm * meta).sum() / nbm, (m * w_b).sum() / nb, finite)
+        return new, info
+
+    return kernel
+
+
+def as_top_level_api(task, meta_task, n_train: int, n_meta: int, config: BADSConfig | None = None, *,
+                     weight_features: Callable | None = None,
+                     weight_feature_dim: int | None = None) -> SamplingAlgorithm:
+    """Bind a task into `SamplingAlgorithm(init, step)`.
+
+    `task` (and `meta_task`; None: the same) is a jdps `Task` or a `loss_fn(params, batch) -> [b]`.
+    `init(key, params) -> BADSState`; `step(key, state, batch, meta_batch) -> (BADSState, BADSInfo)`.
+    """
+    config = BADSConfig() if config is None else config
+    loss_fn = getattr(task, "loss_fn", task)
+    meta_loss_fn = loss_fn if meta_task is None else getattr(meta_task, "loss_fn", meta_task)
+    kernel = build_kernel(loss_fn, meta_loss_fn, n_train, n_meta, config, weight_features)
+
+    def init_fn(key, params):
+        return init(key, params, n_train, config, weight_feature_dim)
+
+    def step_fn(rng_key, state, batch, meta_batch):
+        return kernel(rng_key, state, batch, meta_batch)
+
+    step_fn.config, step_fn.n_train, step_fn.n_meta = config, int(n_train), int(n_meta)  # read by run_epochs
+    return SamplingAlgorithm(init_fn, step_fn)
+
+
+def _device_data(data, name: str) -> dict:
+    if isinstance(data, Mapping) and data and all(isinstance(v, jax.Array) for v in data.values()):
+        arrays = {k: v for k, v in data.items() if k not in batching.RESERVED}
+        if len({len(v) for v in arrays.values()}) > 1:
+            raise InputError(f"{name}: mismatched lengths {({k: len(v) for k, v in arrays.items()})}; "
+                             "every per-example array needs one row per example")
+        return arrays
+    if not isinstance(data, (Dataset, Mapping)) or not len(data):
+        raise InputError(f"{name} must be a jdps Dataset or a non-empty dict of per-example arrays")
+    return batching.device_arrays(data)
+
+
+@partial(jax.jit, static_argnames=("step", "batch_size", "meta_batch_size", "batch_sharding"))
+def _epoch(step, key, state, arrays, meta_arrays, batch_size, meta_batch_size, batch_sharding):
+    n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
+    k_order, k_steps = jax.random.split(key)
+    grid = batching.epoch_indices(k_order, n, batch_size)
+
+    def body(s, inputs):
+        index, k = inputs
+        k_meta, k_step = jax.random.split(k)
+        batch = batching.gather(arrays, index)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        meta_batch = batching.gather(meta_arrays, jax.random.choice(k_meta, m, (meta_batch_size,), replace=False))
+        return step(k_step, s, batch, meta_batch)
+
+    return jax.lax.scan(body, state, (grid, jax.random.split(k_steps, grid.shape[0])))
+
+
+def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epochs: int, batch_size: int,
+               meta_batch_size: int, *, batch_sharding=None) -> tuple[BADSState, BADSInfo]:
+    """Run `epochs` epochs of `step` (from `as_top_level_api`); each epoch is one compiled `lax.scan`.
+
+    Epoch e draws its order from `fold_in(key, e)` (`epoch_indices`, remainder dropped) and each step a
+    meta batch of `meta_batch_size` distinct meta examples. `arrays`/`meta_arrays`: a `Dataset` or a
+    dict of per-example arrays (device arrays, possibly sharded, are used as they are);
+    `batch_sharding` (e.g. NamedSharding(mesh, P('data'))) constrains each batch. Returns the state
+    and the per-step `BADSInfo` [epochs * steps]; raises `SamplerDivergedError` at the first NaN.
+    """
+    arrays, meta_arrays = _device_data(arrays, "arrays"), _device_data(meta_arrays, "meta_arrays")
+    n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
+    if n != state.weight_mean.shape[0]:
+        raise InputError(f"arrays have {n} examples but the state holds {state.weight_mean.shape[0]} weights; "
+                         "pass the training set the sampler was built for")
+    n_meta = getattr(step, "n_meta", m)
+    if m != n_meta:
+        raise InputError(f"meta_arrays have {m} examples but the sampler was built with n_meta={n_meta}; "
+                         "pass the meta set's size to as_top_level_api")
+    if int(meta_batch_size) != meta_batch_size or not 1 <= meta_batch_size <= m:
+        raise InputError(f"meta_batch_size must be an integer in [1, {m}] (the meta set's size), got {meta_batch_size}")
+    if int(epochs) != epochs or epochs < 1:
+        raise InputError(f"epochs must be a positive integer, got {epochs}")
+    batching._check_batch_size(n, batch_size, training=True)
+    infos = []
+    for e in range(int(epochs)):
+        start = int(state.step)
+        state, info = _epoch(step, jax.random.fold_in(key, e), state, arrays, meta_arrays,
+                             int(batch_size), int(meta_batch_size), batch_sharding)
+        finite = np.asarray(info.finite)
+        if not finite.all():
+            cfg = getattr(step, "config", BADSConfig())
+            raise SamplerDivergedError(
+                f"BADS diverged at step {start + int(np.argmin(finite)) + 1} (epoch {e + 1}): the parameters or "
+                f"weights became NaN or Inf. Lower the step sizes (lr={cfg.lr}, weight_lr={cfg.weight_lr}"
+                f"{f', net_lr={cfg.net_lr}' if cfg.weight_param == 'network' else ''}), e.g. tenfold, "
+                "and check that every example's loss is finite")
+        infos.append(jax.tree.map(np.asarray, info))
+    return state, BADSInfo(*(np.concatenate(x) for x in zip(*infos)))
+
+
+def posterior_mean_weights(state: BADSState) -> np.ndarray:
+    """The posterior-mean weight of every example [N]; every example needs at least one sample."""
+    count = np.asarray(state.weight_count)
+    missing = int((count == 0).sum())
+    if missing:
+        raise InputError(f"{missing} of {len(count)} weights have no posterior sample yet; run more steps "
+                         "after burn_in (or lower burn_in) so that every example is visited after it")
+    return np.asarray(state.weight_mean)
+
+
+def theta_samples(state: BADSState):
+    """The theta snapshots taken so far, stacked: params with a leading axis [k] (k <= theta_samples)."""
+    if state.theta_samples is None or int(state.num_theta) == 0:
+        raise InputError("no theta snapshots yet: set theta_samples >= 1 and run past burn_in + theta_thin steps")
+    k = min(int(state.num_theta), jax.tree.leaves(state.theta_samples)[0].shape[0])
+    return jax.tree.map(lambda r: r[:k], state.theta_samples)
+
+
+def posterior_predictive(apply_fn: Callable, state: BADSState, x, link: Callable = jax.nn.softmax):
+    """Posterior-averaged prediction: mean over theta snapshots of link(apply_fn(theta, x)) -> [B, ...]."""
+    return jnp.mean(jax.vmap(lambda p: link(apply_fn(p, x)))(theta_samples(state)), axis=0)
+
+
+def state_shardings(state: BADSState, mesh, data_axis: str = "data") -> BADSState:
+    """NamedShardings for `state`: per-example arrays [N] over `data_axis`, everything else replicated."""
+    rep, rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(data_axis))
+    like = lambda tree, s: jax.tree.map(lambda _: s, tree)  # noqa: E731
+    per_example = isinstance(state.weights, jax.Array) and state.weights.shape == state.weight_mean.shape
+    return BADSState(
+        params=like(state.params, rep), weights=like(state.weights, rows if per_example else rep),
+        step=rep, last_visit=like(state.last_visit, rows), weight_mean=rows, weight_count=rows,
+        shadow=like(state.shadow, rep), theta_samples=like(state.theta_samples, rep), num_theta=rep)
