@@ -51,7 +51,7 @@ from jdps import sgmcmc
 from jdps import weight_prior as wp
 from jdps.data import batching
 from jdps.data.dataset import Dataset
-from jdps.errors import InputError, JdpsError
+from jdps.errors import InputError, SamplerDivergedError
 from jdps.selection import mean_weight_by_group, select
 
 __all__ = ["BADSConfig", "BADSState", "BADSInfo", "SamplerDivergedError", "init", "build_kernel",
@@ -189,10 +189,6 @@ class BADSInfo(NamedTuple):
     meta_loss: jax.Array
     batch_weight: jax.Array
     finite: jax.Array
-
-
-class SamplerDivergedError(JdpsError, FloatingPointError):
-    """The parameters or weights of the chain became NaN or Inf."""
 
 
 def _count(name: str, n) -> int:
@@ -479,7 +475,7 @@ def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epoch
         raise InputError(f"meta_batch_size must be an integer in [1, {m}] (the meta set's size), got {meta_batch_size}")
     if int(epochs) != epochs or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs}")
-    batching._check_batch_size(n, batch_size, training=True)
+    batching.check_batch_size(n, batch_size, training=True)
     infos = []
     for e in range(int(epochs)):
         start = int(state.step)

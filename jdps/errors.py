@@ -19,3 +19,7 @@ class CheckpointError(JdpsError, RuntimeError):
 
 class TrainingDivergedError(JdpsError, FloatingPointError):
     """A loss or a sampled variable became NaN or Inf; the message names the step and the fix."""
+
+
+class SamplerDivergedError(TrainingDivergedError):
+    """The parameters or weights of a sampling chain became NaN or Inf."""

@@ -37,7 +37,7 @@ from jdps.errors import InputError
 RESERVED = ("index", "mask")
 
 
-def _check_batch_size(n: int, batch_size: int, *, training: bool) -> None:
+def check_batch_size(n: int, batch_size: int, *, training: bool) -> None:
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")
     if n < 1:
@@ -56,13 +56,13 @@ def _permuted(key, n: int, batch_size: int):
 
 def epoch_indices(key, n: int, batch_size: int) -> jax.Array:
     """One training epoch: a permutation of 0..n-1 from `key`, as int32 [n // B, B] (remainder dropped)."""
-    _check_batch_size(n, batch_size, training=True)
+    check_batch_size(n, batch_size, training=True)
     return _permuted(key, int(n), int(batch_size))
 
 
 def scoring_indices(n: int, batch_size: int) -> np.ndarray:
     """Every example once, in order: int32 [ceil(n / B), B], the last row padded with n (mask = index < n)."""
-    _check_batch_size(n, batch_size, training=False)
+    check_batch_size(n, batch_size, training=False)
     steps = -(-n // batch_size)
     return np.minimum(np.arange(steps * batch_size), n).astype(np.int32).reshape(steps, batch_size)
 
