@@ -13,7 +13,8 @@ maps each chunk's gradients to what is kept (a projection, a norm) so [B, p] is 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

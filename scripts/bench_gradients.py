@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps.models.mlp import mlp_task
-from jdps.models.transformer import transformer_lm_task
 from jdps import factored as fa
 from jdps import param_filter as pf
+from jdps.models.mlp import mlp_task
+from jdps.models.transformer import transformer_lm_task
 from jdps.per_example import flatten, per_example_grads
 from jdps.projection import project
 
@@ -96,14 +96,14 @@ def main(argv=None) -> str:
 
     lines = ["# Per-example gradient cost relative to one batch-gradient step", "",
              f"Command: `PYTHONPATH=. python {' '.join(['scripts/bench_gradients.py', *sys.argv[1:]])}`  ",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-             f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} interleaved "
-             "repeats after compilation, all rows in this one run.", "",
-             "Every row is one jit-compiled computation on one batch, with gradients w.r.t. the same Dense "
-             "layers. The dense projection draws its p x d Rademacher signs block by block on every batch "
-             "(never holding P), so its cost is about that of the [B, p] x [p, d] product on top of vmap(grad); "
-             "the factored projection, ghost norms and last-layer gradients use one forward and one backward "
-             "pass to the layer outputs, with no per-example backward.", ""]
+             (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+              f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} interleaved "
+              "repeats after compilation, all rows in this one run."), "",
+             ("Every row is one jit-compiled computation on one batch, with gradients w.r.t. the same Dense "
+              "layers. The dense projection draws its p x d Rademacher signs block by block on every batch "
+              "(never holding P), so its cost is about that of the [B, p] x [p, d] product on top of vmap(grad); "
+              "the factored projection, ghost norms and last-layer gradients use one forward and one backward "
+              "pass to the layer outputs, with no per-example backward."), ""]
     for title, task, params, batch in models:
         thunks, p_count = cases(task, params, batch, args.d, key)
         t = median_times(thunks, args.repeats)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps.models.functional import functional
-from jdps.models.layers import Dense
 from jdps import factored as fa
 from jdps import losses
 from jdps import param_filter as pf
 from jdps.errors import InputError
+from jdps.models.functional import functional
+from jdps.models.layers import Dense
 from jdps.task import Task
 
 
@@ -112,7 +112,7 @@ def test_ghost_norms_match_norms_of_materialised_gradients(name, request):
     for param_filter in (None, "*/kernel", "head"):
         paths = pf.select(param_filter, params)
         want = np.sqrt(sum(np.square(ref[p]).reshape(len(ref[p]), -1).sum(1) for p in paths))
-        got = jax.jit(lambda p, b: fa.grad_norms(task, p, b, param_filter=param_filter))(params, batch)
+        got = jax.jit(lambda p, b, f=param_filter: fa.grad_norms(task, p, b, param_filter=f))(params, batch)
         np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
@@ -150,7 +150,7 @@ def test_factored_projection_is_kronecker_projection_of_the_gradient(name, reque
 
 
 def test_factored_errors_name_the_fix(seq):
-    task, params, batch, ref = seq
+    task, params, batch, _ = seq
     with pytest.raises(InputError, match="Dense kernels and biases only.*norm/scale"):
         fa.factored_features(task, params, batch, key=jax.random.key(0), k=2, param_filter=["mix", "norm"])
     with pytest.raises(InputError, match="selects no Dense layer"):

@@ -74,7 +74,7 @@ def test_chunked_vmap_matches_loop_of_grads(mlp):
     task, params, batch = mlp
     ref = loop_grads(task.loss_fn, params, batch)
     for chunk in (None, 2, 3):
-        g = jax.jit(lambda p, b: per_example_grads(task.loss_fn, p, b, chunk_size=chunk))(params, batch)
+        g = jax.jit(lambda p, b, c=chunk: per_example_grads(task.loss_fn, p, b, chunk_size=c))(params, batch)
         assert list(g) == list(ref)
         for path in ref:
             np.testing.assert_allclose(g[path], ref[path], rtol=1e-5, atol=1e-6)

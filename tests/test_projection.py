@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps.models.functional import functional
-from jdps.models.layers import Dense
 from jdps import factored as fa
 from jdps import losses
 from jdps import param_filter as pf
 from jdps.data.dataset import Dataset, DatasetInfo
 from jdps.errors import InputError
 from jdps.features import per_example_features
+from jdps.models.functional import functional
+from jdps.models.layers import Dense
 from jdps.projection import BLOCK_ROWS, project
 from jdps.task import Task
 
