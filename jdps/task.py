@@ -9,11 +9,13 @@ per-example gradient engine use exact factored forms (ghost norms, LoGra project
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from jdps import losses
 from jdps.errors import InputError
-from jdps.models.functional import Functional
+
+if TYPE_CHECKING:  # annotations only: importing jdps.models here would be circular
+    from jdps.models.functional import Functional
 
 Batch = dict[str, Any]
 
