@@ -100,8 +100,11 @@ def _as_key(key):
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "normalize", "batch_size"))
-def _epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size):
-    """One pass over the rows `subset` [n] of `arrays`; returns (params, opt_state, minibatch losses [steps])."""
+def train_epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size):
+    """One compiled pass over the rows `subset` [n] of `arrays` in minibatches drawn from `key`, each step
+    an optax update on the weighted loss of the module docstring (`weights` [N] by global index);
+    returns (params, opt_state, minibatch losses [steps]). `train` loops it; a caller that changes the
+    weights or the subset between passes while keeping the optimizer state calls it directly."""
 
     def objective(p, batch):
         mask = batch["mask"]
@@ -150,7 +153,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
     arrays, subset, w = device_arrays(host), jnp.asarray(idx, jnp.int32), jnp.asarray(w)
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     opt_state = optimizer.init(params)
-    run = partial(_epoch, loss_fn=task.loss_fn, optimizer=optimizer, normalize=normalize,
+    run = partial(train_epoch, loss_fn=task.loss_fn, optimizer=optimizer, normalize=normalize,
                   batch_size=min(int(batch_size), len(idx)))
     history: dict[str, list] = {"loss": [], "step_loss": []}
     for epoch, epoch_key in enumerate(jax.random.split(_as_key(key), int(epochs))):

@@ -29,7 +29,7 @@ from jdps.data.batching import device_arrays
 from jdps.errors import InputError, TrainingDivergedError
 from jdps.selection import ranking
 from jdps.task import Task
-from jdps.train import DEFAULT_OPTIMIZER, _epoch, per_example_losses
+from jdps.train import DEFAULT_OPTIMIZER, per_example_losses, train_epoch
 from jdps.train import train as train_loop
 from jdps.validate import check_fraction
 
@@ -83,7 +83,7 @@ def run_cds(task: Task, params, train, meta, *, key, epochs: int, batch_size: in
     losses = []
     for e, epoch_key in enumerate(jax.random.split(k_train, p)):
         weights = jnp.asarray(np.concatenate([masks[e], np.ones(m, bool)]), jnp.float32)
-        params, opt_state, step_losses = _epoch(params, opt_state, arrays, rows, weights, epoch_key,
+        params, opt_state, step_losses = train_epoch(params, opt_state, arrays, rows, weights, epoch_key,
                                                 loss_fn=task.loss_fn, optimizer=optimizer,
                                                 normalize="weights", batch_size=b)
         step_losses = np.asarray(step_losses)
