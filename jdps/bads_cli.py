@@ -12,7 +12,9 @@ samples). Progress (step, loss, mean weight) goes to stdout once per epoch unles
 JSON summary is printed at the end.
 
 `fit_bads` is the loop both the command and the experiments run: whole epochs of `bads.run_epochs`,
-one compiled call each, with a progress callback between them.
+one compiled call each, with a progress callback between them. Its default settings, `CONFIG`, are
+those experiment 1 chose (experiments/results/bads_denoise.md): a weight prior N(0.9, 0.5^2) on
+[0, 1], rho = 4 and theta's loss self-normalised by the batch weights; the rest are `BADSConfig`'s.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +35,7 @@ from jdps.errors import InputError, SamplerDivergedError
 
 BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn")
 MLP_HIDDEN = (256, 128)
+CONFIG = bads.BADSConfig(weight_prior_mean=0.9, weight_prior_std=0.5, rho=4.0, theta_loss="self_normalised")
 
 
 def fit_bads(task, params, train: Dataset, meta: Dataset, *, key, epochs: int, batch_size: int = 128,
@@ -39,13 +43,13 @@ def fit_bads(task, params, train: Dataset, meta: Dataset, *, key, epochs: int, b
              progress: Callable[[int, int, bads.BADSInfo], None] | None = None) -> bads.BADSState:
     """Sample theta and the N training weights for `epochs` epochs -> the final `BADSState`.
 
-    key: a jax key or an integer seed. Batches carry `x` and `y` only; the meta batch is
-    min(meta_batch_size, M) distinct meta examples a step. `progress(epoch, step, info)` is called after
-    every epoch with that epoch's per-step `BADSInfo`. Raises `SamplerDivergedError` (naming the step and
-    the step sizes) when theta or a weight becomes NaN or Inf.
+    key: a jax key or an integer seed; config: default `CONFIG`. Batches carry `x` and `y` only; the
+    meta batch is min(meta_batch_size, M) distinct meta examples a step. `progress(epoch, step, info)`
+    is called after every epoch with that epoch's per-step `BADSInfo`. Raises `SamplerDivergedError`
+    (naming the step and the step sizes) when theta or a weight becomes NaN or Inf.
     """
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    config = bads.BADSConfig() if config is None else config
+    config = CONFIG if config is None else config
     arrays, meta_arrays = ({"x": d.x, "y": d.y} for d in (train, meta))
     sampler = bads.as_top_level_api(task, None, len(train), len(meta), config)
     k_init, k_run = jax.random.split(key)
@@ -141,8 +145,8 @@ def _cmd_bads(args) -> int:
     _check_epochs(args.epochs)
     task, params = _task(args.model, train.x.shape[1:], num_classes, args.seed)
     steps_per_epoch = max(len(train) // min(args.batch_size, len(train)), 1)
-    config = bads.BADSConfig(lr=args.lr, weight_lr=args.weight_lr,
-                             burn_in=min(args.burn_in, args.epochs - 1) * steps_per_epoch)
+    config = replace(CONFIG, lr=args.lr, weight_lr=args.weight_lr,
+                     burn_in=min(args.burn_in, args.epochs - 1) * steps_per_epoch)
     state = fit_bads(task, params, train, meta, key=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                      meta_batch_size=args.meta_batch_size, config=config, progress=_printer(args.quiet, args.epochs))
     weights = bads.posterior_mean_weights(state)
@@ -195,11 +199,11 @@ def _common(p, lr: float, lr_help: str) -> None:
 
 def add_bads_parsers(subparsers) -> None:
     """Add the `bads` and `baseline` subcommands to `subparsers` (argparse's add_subparsers())."""
-    cfg = bads.BADSConfig()
+    cfg = CONFIG
     p = subparsers.add_parser("bads", help="BADS weights for your npz training set, from a curated meta set")
     _common(p, cfg.lr, "theta's SGD-like step size")
     p.add_argument("--weight-lr", type=float, default=cfg.weight_lr, help="step of one visit to a weight")
-    p.add_argument("--burn-in", type=int, default=2, help="epochs before the weights' posterior means start")
+    p.add_argument("--burn-in", type=int, default=0, help="epochs before the weights' posterior means start")
     p.set_defaults(run=_cmd_bads)
 
     p = subparsers.add_parser("baseline", help="a BADS baseline on your npz arrays (same flags as bads)")
