@@ -25,10 +25,10 @@ import numpy as np
 import optax
 
 from jdps.data.batching import device_arrays, epoch_indices, gather, scoring_indices
-from jdps.data.dataset import Dataset
+from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError, TrainingDivergedError
 from jdps.task import Task
-from jdps.validate import check_finite, check_same_length
+from jdps.validate import as_key, check_finite
 
 Data = Dataset | Mapping[str, Any]
 DEFAULT_OPTIMIZER = optax.adam(1e-3)
@@ -44,25 +44,6 @@ class TrainResult(NamedTuple):
     params: Any
     opt_state: Any
     history: dict[str, np.ndarray]
-
-
-def _host_arrays(data: Data, name: str) -> dict[str, np.ndarray]:
-    """The numeric per-example arrays of `data` (x, y, numeric columns); other columns are left out."""
-    if isinstance(data, Dataset):
-        arrays = data.arrays()
-    elif isinstance(data, Mapping):
-        arrays = dict(data)
-    else:
-        raise InputError(f"{name} must be a jdps Dataset or a dict of per-example arrays, got {type(data).__name__}")
-    if "x" not in arrays:
-        raise InputError(f"{name} has no 'x'; pass a dict with at least an 'x' array (and 'y' for labels)")
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    if arrays["x"].dtype.kind not in "biuf":
-        raise InputError(f"{name} 'x' has dtype {arrays['x'].dtype}; encode it as numbers (e.g. token ids) first")
-    arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
-    if check_same_length(**arrays) == 0:
-        raise InputError(f"{name} is empty; pass at least one example")
-    return arrays
 
 
 def _check_indices(indices, n: int) -> np.ndarray:
@@ -91,12 +72,6 @@ def _check_weights(weights, n: int) -> np.ndarray:
         raise InputError(f"weights must be >= 0, got {int((w < 0).sum())} negative value(s), first at index "
                          f"{int(np.flatnonzero(w < 0)[0])}; clip them with np.maximum(w, 0)")
     return w.astype(np.float32)
-
-
-def _as_key(key):
-    if isinstance(key, (int, np.integer)):
-        return jax.random.key(int(key))
-    return key
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "optimizer", "normalize", "batch_size"))
@@ -137,7 +112,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
     becomes NaN or Inf. The compiled epoch is cached on (task.loss_fn, optimizer, normalize,
     batch size): pass the same objects to reuse it.
     """
-    host = _host_arrays(data, "data")
+    host = host_arrays(data, "data")
     n = len(host["x"])
     idx = _check_indices(indices, n)
     w = _check_weights(weights, n)
@@ -156,7 +131,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
     run = partial(train_epoch, loss_fn=task.loss_fn, optimizer=optimizer, normalize=normalize,
                   batch_size=min(int(batch_size), len(idx)))
     history: dict[str, list] = {"loss": [], "step_loss": []}
-    for epoch, epoch_key in enumerate(jax.random.split(_as_key(key), int(epochs))):
+    for epoch, epoch_key in enumerate(jax.random.split(as_key(key), int(epochs))):
         params, opt_state, step_losses = run(params, opt_state, arrays, subset, w, epoch_key)
         step_losses = np.asarray(step_losses)
         bad = np.flatnonzero(~np.isfinite(step_losses))
@@ -197,7 +172,7 @@ def _scored(task: Task, params, host: dict, batch_size: int):
 
 def per_example_losses(task: Task, params, data: Data, batch_size: int = 1024) -> np.ndarray:
     """l_i(params) for every example of `data` -> [N]."""
-    return _scored(task, params, _host_arrays(data, "data"), batch_size)[0]
+    return _scored(task, params, host_arrays(data, "data"), batch_size)[0]
 
 
 def evaluate(task: Task, params, data: Data, batch_size: int = 1024) -> dict[str, float]:
@@ -206,7 +181,7 @@ def evaluate(task: Task, params, data: Data, batch_size: int = 1024) -> dict[str
     accuracy = mean_i [argmax logits_i = y_i] and balanced_accuracy = mean over the classes present
     in y of their recall (as sklearn's balanced_accuracy_score).
     """
-    host = _host_arrays(data, "data")
+    host = host_arrays(data, "data")
     losses, preds = _scored(task, params, host, batch_size)
     metrics = {"loss": float(losses.mean())}
     y = host.get("y")

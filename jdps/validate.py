@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 
 from jdps.errors import InputError
@@ -65,3 +66,10 @@ def budget_from(n: int, *, budget: int | None = None, fraction: float | None = N
     if budget > n:
         raise InputError(f"budget {budget} is larger than the pool of {n} examples; pass budget <= {n}")
     return int(budget)
+
+
+def as_key(key_or_seed) -> jax.Array:
+    """A jax PRNG key from a key or an integer seed."""
+    if isinstance(key_or_seed, (int, np.integer)):
+        return jax.random.key(int(key_or_seed))
+    return key_or_seed

@@ -24,14 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdps.baselines.common import BaselineResult, as_key, concat, host_arrays, passes, step_budget
+from jdps.baselines.common import BaselineResult, concat, passes, step_budget
 from jdps.data.batching import device_arrays
+from jdps.data.dataset import host_arrays
 from jdps.errors import InputError, TrainingDivergedError
 from jdps.selection import ranking
 from jdps.task import Task
 from jdps.train import DEFAULT_OPTIMIZER, per_example_losses, train_epoch
 from jdps.train import train as train_loop
-from jdps.validate import check_fraction
+from jdps.validate import as_key, check_fraction
 
 
 def cds_scores(task: Task, base_params, tuned_params, data) -> np.ndarray:

@@ -9,13 +9,10 @@ the budget; the steps it took are in `info["steps"]`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
-from jdps.data.dataset import Dataset
 from jdps.errors import InputError
 
 
@@ -28,26 +25,6 @@ class BaselineResult(NamedTuple):
     weights: np.ndarray
     history: dict[str, np.ndarray]
     info: dict[str, Any]
-
-
-def host_arrays(data, name: str) -> dict[str, np.ndarray]:
-    """The numeric per-example arrays of a `Dataset` or dict (x, y, numeric columns) -> {name: [N, ...]}."""
-    if isinstance(data, Dataset):
-        arrays = data.arrays()
-    elif isinstance(data, Mapping):
-        arrays = dict(data)
-    else:
-        raise InputError(f"{name} must be a jdps Dataset or a dict of per-example arrays, got {type(data).__name__}")
-    if "x" not in arrays:
-        raise InputError(f"{name} has no 'x'; pass a dict with at least an 'x' array (and 'y' for labels)")
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
-    lengths = {k: len(v) for k, v in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise InputError(f"{name} has mismatched lengths {lengths}: every per-example array needs one row per example")
-    if lengths["x"] == 0:
-        raise InputError(f"{name} is empty; pass at least one example")
-    return arrays
 
 
 def check_alike(train: dict, meta: dict) -> list[str]:
@@ -82,8 +59,3 @@ def passes(steps: int, size: int, batch_size: int) -> int:
     return max(1, round(steps / (size // min(int(batch_size), size))))
 
 
-def as_key(key) -> jax.Array:
-    """A jax key from a key or an integer seed."""
-    if isinstance(key, (int, np.integer)):
-        return jax.random.key(int(key))
-    return key

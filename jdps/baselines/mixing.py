@@ -23,12 +23,12 @@ import jax
 import numpy as np
 import optax
 
-from jdps.baselines.common import BaselineResult, as_key, concat, host_arrays, passes, step_budget
-from jdps.data.dataset import Dataset
+from jdps.baselines.common import BaselineResult, concat, passes, step_budget
+from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError
 from jdps.task import Task
 from jdps.train import train as train_loop
-from jdps.validate import budget_from
+from jdps.validate import as_key, budget_from
 
 METHODS = ("uniform", "meta_only", "dup_meta", "random", "oracle")
 

@@ -23,8 +23,8 @@ meta-gradient) and the update's own forward and backward pass: about three plain
 
 from __future__ import annotations
 
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -32,11 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdps.baselines.common import BaselineResult, as_key, check_alike, host_arrays, step_budget
+from jdps.baselines.common import BaselineResult, check_alike, step_budget
 from jdps.data import batching
+from jdps.data.dataset import host_arrays
 from jdps.errors import InputError, TrainingDivergedError
 from jdps.task import Task
 from jdps.train import DEFAULT_OPTIMIZER
+from jdps.validate import as_key
 
 
 class ReweightState(NamedTuple):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from jdps.errors import InputError
+from jdps.validate import check_same_length
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,26 @@ class Document:
     text: str
     domain: str
     doc_id: str
+
+
+def host_arrays(data: "Dataset | Mapping", name: str) -> dict[str, np.ndarray]:
+    """The numeric per-example arrays of a `Dataset` or dict (x, y, numeric columns) -> {name: [N, ...]}.
+
+    Non-numeric columns (texts, string ids) are left out; raises for a missing or non-numeric `x`,
+    mismatched lengths and empty data.
+    """
+    if isinstance(data, Dataset):
+        arrays = data.arrays()
+    elif isinstance(data, Mapping):
+        arrays = dict(data)
+    else:
+        raise InputError(f"{name} must be a jdps Dataset or a dict of per-example arrays, got {type(data).__name__}")
+    if "x" not in arrays:
+        raise InputError(f"{name} has no 'x'; pass a dict with at least an 'x' array (and 'y' for labels)")
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if arrays["x"].dtype.kind not in "biuf":
+        raise InputError(f"{name} 'x' has dtype {arrays['x'].dtype}; encode it as numbers (e.g. token ids) first")
+    arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
+    if check_same_length(**arrays) == 0:
+        raise InputError(f"{name} is empty; pass at least one example")
+    return arrays
