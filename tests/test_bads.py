@@ -14,6 +14,7 @@ from jdps import bads
 from jdps import weight_prior as wp
 from jdps.data.batching import gather
 from jdps.errors import InputError
+from tests.synthetic import noisy_blobs
 
 N, M, D = 8, 4, 2
 
@@ -265,17 +266,6 @@ def test_theta_chain_matches_the_bayesian_linear_regression_posterior():
     np.testing.assert_allclose(np.cov(samples.T), cov, atol=0.06 * np.diag(cov).max())
 
 
-def _noisy_blobs(n, m, seed=0, noise=0.3):
-    rng = np.random.default_rng(seed)
-    centres = np.array([[3, 0], [-1.5, 2.6], [-1.5, -2.6]])
-    y, ym = rng.integers(0, 3, n), rng.integers(0, 3, m)
-    x = (centres[y] + rng.normal(size=(n, 2))).astype(np.float32)
-    xm = (centres[ym] + rng.normal(size=(m, 2))).astype(np.float32)
-    flipped = rng.random(n) < noise
-    y_noisy = np.where(flipped, (y + rng.integers(1, 3, n)) % 3, y).astype(np.int32)
-    return {"x": x, "y": y_noisy}, {"x": xm, "y": ym.astype(np.int32)}, flipped
-
-
 def softmax_loss(params, batch):
     logits = batch["x"] @ params["w"] + params["b"]
     return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
@@ -286,7 +276,7 @@ def test_denoising_run_ranks_flipped_labels_low(weight_param):
     """Planted label noise (30% flipped) on three Gaussian blobs: the posterior-mean weights of the
     flipped examples are lower (AUROC > 0.9) and lower on average per group."""
     n, m = 256, 48
-    data, meta, flipped = _noisy_blobs(n, m)
+    data, meta, flipped = noisy_blobs(n, m)
     params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)}
     extra, scales = {}, {}
     if weight_param == "network":  # the weight network sees each example's loss (as Meta-Weight-Net does)

@@ -14,6 +14,7 @@ from jdps.baselines import (NAMES, ReweightState, build_l2rw_step, build_mwn_ste
 from jdps.data.batching import gather
 from jdps.errors import InputError
 from jdps.task import Task
+from tests.synthetic import noisy_blobs
 
 D, B, M = 3, 5, 4
 RNG = np.random.default_rng(0)
@@ -184,24 +185,13 @@ def test_random_subset_is_reproducible_by_key():
     assert not np.array_equal(draw(3), draw(4))
 
 
-def _noisy_blobs(n, m, seed=0, noise=0.3):
-    rng = np.random.default_rng(seed)
-    centres = np.array([[3, 0], [-1.5, 2.6], [-1.5, -2.6]])
-    y, ym = rng.integers(0, 3, n), rng.integers(0, 3, m)
-    x = (centres[y] + rng.normal(size=(n, 2))).astype(np.float32)
-    xm = (centres[ym] + rng.normal(size=(m, 2))).astype(np.float32)
-    flipped = rng.random(n) < noise
-    y_noisy = np.where(flipped, (y + rng.integers(1, 3, n)) % 3, y).astype(np.int32)
-    return {"x": x, "y": y_noisy}, {"x": xm, "y": ym.astype(np.int32)}, flipped
-
-
 PARAMS = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)}
 
 
 def test_step_budget_and_reproducibility():
     """epochs * (N // b) = 4 * (256 // 32) = 32 steps: uniform makes 4 passes of 304 // 32 = 9 steps,
     meta_only 32 passes of 1 step; random with one key gives one result."""
-    data, meta, _ = _noisy_blobs(256, 48)
+    data, meta, _ = noisy_blobs(256, 48)
     run = lambda name, **kw: run_baseline(name, Task(softmax_loss), PARAMS, data, meta, key=7, epochs=4,
                                           batch_size=32, optimizer=optax.sgd(0.1), **kw)
     uniform, meta_only = run("uniform"), run("meta_only")
@@ -216,7 +206,7 @@ def test_step_budget_and_reproducibility():
 
 def test_l2rw_gives_flipped_labels_lower_weight():
     """Planted label noise (30% flipped) on three Gaussian blobs: AUROC of -weight for flipped > 0.8."""
-    data, meta, flipped = _noisy_blobs(256, 48)
+    data, meta, flipped = noisy_blobs(256, 48)
     result = run_baseline("l2rw", Task(softmax_loss), PARAMS, data, meta, key=1, epochs=4, batch_size=32,
                           optimizer=optax.sgd(0.1), meta_batch_size=16)
     assert result.info["steps"] == 32 and np.isfinite(result.history["step_loss"]).all()
@@ -225,7 +215,7 @@ def test_l2rw_gives_flipped_labels_lower_weight():
 
 
 def test_bad_inputs_get_clear_errors():
-    data, meta, _ = _noisy_blobs(64, 12)
+    data, meta, _ = noisy_blobs(64, 12)
     run = lambda name, meta=meta, **kw: run_baseline(name, Task(softmax_loss), PARAMS, data, meta, key=0,
                                                      epochs=1, batch_size=16, **kw)
     assert set(NAMES) == {"uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn", "oracle"}
