@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -39,41 +38,12 @@ import numpy as np
 
 from jdps import factored as fa
 from jdps import param_filter as pf
-from jdps.data.batching import scoring_indices
-from jdps.data.dataset import Dataset
+from jdps.data import batching
 from jdps.errors import CheckpointError, InputError
 from jdps.losses import PAD_ID
 
 KINDS = ("kfac", "ekfac")
 FISHERS = ("true", "empirical")
-
-
-class Batches:
-    """Every example of arrays [N, ...] once, in batches of B gathered on the host as they are read:
-    {name: [B, ...], 'index': [B], 'mask': index < N}, the last batch padded (index N, a copy of row N - 1).
-    Iterating again reads the data again."""
-
-    def __init__(self, arrays: Mapping, batch_size: int):
-        self.arrays = arrays
-        self.n = len(next(iter(arrays.values())))
-        self.rows = scoring_indices(self.n, batch_size)
-
-    def __iter__(self):
-        for row in self.rows:
-            rows = np.minimum(row, self.n - 1)
-            yield {**{k: v[rows] for k, v in self.arrays.items()}, "index": row, "mask": row < self.n}
-
-
-def scoring_batches(data, batch_size: int, name: str = "data") -> Iterable[dict]:
-    """`Batches` of a Dataset or dict of arrays [N, ...], or `data` itself when it already yields batches
-    that carry 'index' (and 'mask', False on padding)."""
-    if isinstance(data, (Dataset, Mapping)):
-        arrays = data.arrays() if isinstance(data, Dataset) else dict(data)
-        arrays = {k: np.asarray(v) for k, v in arrays.items() if np.asarray(v).dtype.kind in "biuf"}
-        if not arrays or len(next(iter(arrays.values()))) == 0:
-            raise InputError(f"the {name} is empty; pass at least one example")
-        return Batches(arrays, batch_size)
-    return data
 
 
 def check_key(key, fisher: str):
@@ -171,7 +141,7 @@ def fit(task, params, data, *, kind: str = "ekfac", param_filter=None, fisher: s
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; pass one of {KINDS}")
     key = check_key(key, fisher)
-    batches = scoring_batches(data, batch_size, "curvature data")
+    batches = batching.scoring_batches(data, batch_size, "curvature data")
     first = next(iter(batches), None)
     if iter(batches) is batches:  # a one-shot iterator: put the first batch back
         if kind == "ekfac":

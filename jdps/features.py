@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import jax
@@ -25,8 +24,7 @@ import numpy as np
 
 from jdps import factored as fa
 from jdps import param_filter as pf
-from jdps.data.batching import gather, scoring_indices
-from jdps.data.dataset import Dataset
+from jdps.data.batching import scoring_batches
 from jdps.errors import InputError
 from jdps.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.projection import check_kind, project
@@ -43,16 +41,6 @@ class Features:
     index: np.ndarray
     method: str
     paths: tuple[str, ...]
-
-
-def _batches(data, batch_size: int) -> Iterable[dict]:
-    """Scoring batches: from a Dataset or dict of arrays [N, ...], or `data` itself if it yields batches."""
-    if isinstance(data, (Dataset, Mapping)):
-        arrays = data.arrays() if isinstance(data, Dataset) else dict(data)
-        arrays = {k: np.asarray(v) for k, v in arrays.items() if np.asarray(v).dtype.kind in "biuf"}
-        n = len(next(iter(arrays.values())))
-        return (gather(arrays, row) for row in scoring_indices(n, batch_size))
-    return data
 
 
 def per_example_features(task, params, data, *, d: int, key, method: str = "vmap", param_filter=None,
@@ -79,7 +67,7 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
                       stacklevel=2)
         method = "vmap"
 
-    batches = iter(_batches(data, batch_size))
+    batches = iter(scoring_batches(data, batch_size))
     first = next(batches, None)
     if first is None:
         raise InputError("data holds no batch; pass at least one example")

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import curvature as cv
+from jdps.data import batching
 from jdps import factored as fa
 from jdps import ihvp as ih
 from jdps import param_filter as pf
@@ -55,7 +55,7 @@ class Fitted:
 
 def _read(data, batch_size: int, name: str):
     """(first batch, an iterator over every batch) of `data`; raises if it holds no batch."""
-    batches = iter(cv.scoring_batches(data, batch_size, name))
+    batches = iter(batching.scoring_batches(data, batch_size, name))
     first = next(batches, None)
     if first is None:
         raise InputError(f"the {name} holds no batch; pass at least one example")

@@ -24,14 +24,14 @@ The permutation itself lives on the host (4 bytes per example).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps.data.dataset import Dataset
+from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError
 
 RESERVED = ("index", "mask")
@@ -139,6 +139,30 @@ class _Rows:
     def __call__(self, index: np.ndarray) -> dict:
         index = np.asarray(index, np.int32)
         return {**self.read(np.minimum(index, self.n - 1)), "index": index, "mask": index < self.n}
+
+
+class ScoringBatches:
+    """Every example of a Dataset or dict of arrays once, in order, as host-side numpy batches
+    {name: [B, ...], 'index': [B], 'mask': [B]} (the last padded, as `gather` pads); numeric arrays only.
+    Re-iterable: each pass reads the rows again, so only one batch is held at a time."""
+
+    def __init__(self, data, batch_size: int, name: str = "data"):
+        self._rows = _Rows(host_arrays(data, name))
+        self.grid = scoring_indices(self._rows.n, batch_size)
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self._rows(row) for row in self.grid)
+
+
+def scoring_batches(data, batch_size: int, name: str = "data") -> Iterable[dict]:
+    """`ScoringBatches` of a Dataset or dict of arrays [N, ...]; `data` itself when it already yields
+    batches that carry 'index' (and 'mask', False on padding)."""
+    if isinstance(data, (Dataset, Mapping)):
+        return ScoringBatches(data, batch_size, name)
+    return data
 
 
 def stream(source, batch_size: int, *, key=None, num_threads: int = 4, prefetch: int = 8) -> Iterator[dict]:
