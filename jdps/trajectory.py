@@ -1,0 +1,192 @@
+"""Gradient trajectory features: per-example gradients at T checkpoints, projected, weighted and stacked.
+
+For checkpoints theta_1..theta_T (of a warm-up run, or T samples of the BADS chain) every example i gets
+
+    a_i = [c_1 f(P_1^T G_1(g_i(theta_1))); ...; c_T f(P_T^T G_T(g_i(theta_T)))]        [T d]
+
+    g_i(theta_t)  the gradient of example i's loss w.r.t. the leaves `param_filter` selects, [p];
+    P_t [p, d]    a random projection (jdps.projection) drawn from fold_in(key, t), the "evolving subspace";
+                  shared_projection=True draws one P from `key` for every t (as LESS);
+    G_t           the identity, or LESS's Adam preconditioner given the checkpoint's Adam moments (m_t, v_t):
+                      G_t(g) = m' / sqrt(v' + eps),  m' = beta1 m_t + (1 - beta1) g,  v' = beta2 v_t + (1 - beta2) g^2
+                  (elementwise, no bias correction; LESS: beta1 = 0.9, beta2 = 0.999, eps = 1e-8), applied to
+                  candidates only: LESS's target gradients are plain;
+    f             the identity, or x / |x| per checkpoint (normalize=True, as LESS);
+    c_t           per-checkpoint weights (LESS: the checkpoint's learning rate; default 1).
+
+so a_i . a_j = sum_t c_t^2 f(.) . f(.). Rows come in ascending global index order (`index`). The matrix is
+built one checkpoint block [N, d] at a time (memory O(N d)) and, with `out=path`, written into a `.npy`
+file opened as a memmap, ready for `jdps.pursuit` with A = np.load(path, mmap_mode='r').
+The target of in-domain selection is the mean row of A (`mean_row`); of target-domain selection the mean
+row of the target examples' trajectory with the same projections (`target_trajectory`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdps import factored as fa
+from jdps import param_filter as pf
+from jdps.data.batching import scoring_batches
+from jdps.data.dataset import Dataset
+from jdps.errors import InputError
+from jdps.features import per_example_features
+from jdps.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.projection import check_kind, project
+
+LESS_ADAM = (0.9, 0.999, 1e-8)  # beta1, beta2, eps of LESS's preconditioner
+
+
+class Trajectory(NamedTuple):
+    """features [N, T d] (an np.memmap when written to a file); index [N], the example of each row."""
+
+    features: np.ndarray
+    index: np.ndarray
+
+
+def unstack(stacked) -> list:
+    """A pytree with a leading sample axis [T, ...] (e.g. `jdps.bads.theta_samples(state)`) -> T pytrees."""
+    leaves = jax.tree.leaves(stacked)
+    if not leaves or any(np.ndim(x) == 0 for x in leaves) or len({np.shape(x)[0] for x in leaves}) != 1:
+        raise InputError("unstack needs a pytree whose leaves share a leading sample axis [T, ...]")
+    return [jax.tree.map(lambda x, t=t: x[t], stacked) for t in range(np.shape(leaves[0])[0])]
+
+
+def _key(key):
+    return jax.random.key(int(key)) if isinstance(key, (int, np.integer)) else key
+
+
+def _checkpoint_list(checkpoints) -> list:
+    if not isinstance(checkpoints, Sequence) or isinstance(checkpoints, (str, bytes)) or not checkpoints:
+        raise InputError("checkpoints must be a non-empty list of params pytrees (one per checkpoint); for samples "
+                         "stacked on a leading axis use jdps.trajectory.unstack(stacked)")
+    return list(checkpoints)
+
+
+def _reusable(data):
+    if not isinstance(data, (Dataset, Mapping)) and iter(data) is data:
+        raise InputError("data is read once per checkpoint, so it cannot be a one-shot iterator; pass a Dataset, "
+                         "a dict of arrays [N, ...], or a list of batches")
+    return data
+
+
+def adam_precondition(grads: dict, mu: dict, nu: dict, betas=LESS_ADAM) -> dict:
+    """LESS's Adam direction of per-example gradients {path: [B, ...]} given moments {path: [...]}:
+    m' / sqrt(v' + eps), m' = beta1 mu + (1 - beta1) g, v' = beta2 nu + (1 - beta2) g^2."""
+    b1, b2, eps = betas
+    return {p: (b1 * mu[p] + (1 - b1) * g) / jnp.sqrt(b2 * nu[p] + (1 - b2) * jnp.square(g) + eps)
+            for p, g in grads.items()}
+
+
+def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, batch_size, chunk_size, betas):
+    """Projected Adam-preconditioned per-example gradients [N, d] (rows by ascending index), and the index."""
+    batches = iter(scoring_batches(data, batch_size))
+    first = next(batches, None)
+    if first is None or "index" not in first:
+        raise InputError("data holds no batch with batch['index']; pass a Dataset or a dict of arrays")
+    paths = pf.select(param_filter, params, loss_fn=task.loss_fn, batch=first)
+    mu, nu = (pf.take(m, paths) for m in moments)
+
+    @jax.jit
+    def step(params, mu, nu, batch):
+        return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
+                                 transform=lambda g: project(flatten(adam_precondition(g, mu, nu, betas)),
+                                                             key, d, kind))
+
+    rows, index = [], []
+    for batch in itertools.chain([first], batches):
+        phi, idx = np.asarray(step(params, mu, nu, batch)), np.asarray(batch["index"])
+        mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
+        check_finite_rows("Adam-preconditioned per-example gradients (projected)", phi, idx, mask)
+        rows.append(phi[mask])
+        index.append(idx[mask])
+    index = np.concatenate(index)
+    order = np.argsort(index, kind="stable")
+    return np.concatenate(rows)[order], index[order]
+
+
+def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weights=None,
+                        shared_projection: bool = False, normalize: bool = False, adam=None, adam_betas=LESS_ADAM,
+                        method: str = "vmap", param_filter=None, kind: str = "rademacher", batch_size: int = 256,
+                        chunk_size: int | None = None, out=None) -> Trajectory:
+    """The N x T d trajectory matrix of `data` over `checkpoints` (see the module docstring).
+
+    task: a `Task` or loss_fn(params, batch) -> [B]; checkpoints: a list of T params pytrees; data: a
+    `Dataset`, a dict of arrays [N, ...] or a list of batches carrying `index`; key: a jax key or int seed;
+    checkpoint_weights: c_t [T] (default 1); adam: T pairs (mu_t, nu_t) of params-shaped Adam moments
+    (e.g. optax's ScaleByAdamState mu, nu), which needs method='vmap'; out: a `.npy` path to write the
+    matrix into (returned as a read-only memmap). The other arguments go to `per_example_features`.
+    """
+    checkpoints = _checkpoint_list(checkpoints)
+    data = _reusable(data)
+    task, key = fa.as_task(task), _key(key)
+    check_kind(kind)
+    t_count = len(checkpoints)
+    c = np.ones(t_count) if checkpoint_weights is None else np.asarray(checkpoint_weights, np.float64)
+    if c.shape != (t_count,) or not np.isfinite(c).all():
+        raise InputError(f"checkpoint_weights must hold one finite weight per checkpoint ({t_count}), got {c.shape}")
+    if adam is not None:
+        adam = list(adam)
+        if len(adam) != t_count or any(len(pair) != 2 for pair in adam):
+            raise InputError(f"adam must give one (mu, nu) pair of Adam moments per checkpoint ({t_count})")
+        if method != "vmap":
+            raise InputError("Adam preconditioning transforms each full per-example gradient, which only "
+                             "method='vmap' forms; pass method='vmap'")
+
+    matrix, index = None, None
+    for t, params in enumerate(checkpoints):
+        key_t = key if shared_projection else jax.random.fold_in(key, t)
+        if adam is None:
+            f = per_example_features(task, params, data, d=d, key=key_t, method=method, param_filter=param_filter,
+                                     kind=kind, batch_size=batch_size, chunk_size=chunk_size)
+            phi, idx = f.features, f.index
+        else:
+            phi, idx = _adam_features(task, params, data, adam[t], d=d, key=key_t, kind=kind,
+                                      param_filter=param_filter, batch_size=batch_size, chunk_size=chunk_size,
+                                      betas=adam_betas)
+        if matrix is None:
+            index, width = idx, phi.shape[1]
+            shape = (len(idx), t_count * width)
+            matrix = (np.zeros(shape, np.float32) if out is None else
+                      np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape))
+        elif not np.array_equal(idx, index):
+            raise InputError(f"checkpoint {t} scored examples {idx[:5]}... but checkpoint 0 scored {index[:5]}...; "
+                             "every checkpoint must see the same examples")
+        if normalize:
+            norms = np.linalg.norm(phi, axis=1, keepdims=True)
+            phi = phi / np.where(norms > 0, norms, 1.0)
+        matrix[:, t * width:(t + 1) * width] = c[t] * phi
+    if out is not None:
+        matrix.flush()
+        del matrix
+        matrix = np.load(out, mmap_mode="r")
+    return Trajectory(matrix, index)
+
+
+def mean_row(features, block_rows: int = 65536) -> np.ndarray:
+    """The mean row (1/N) sum_i a_i [Td] of A [N, Td] (in-domain target), read in row blocks (memmaps too)."""
+    n = len(features)
+    if n == 0:
+        raise InputError("the feature matrix has no rows")
+    total = np.zeros(features.shape[1], np.float64)
+    for start in range(0, n, block_rows):
+        total += np.asarray(features[start:start + block_rows], np.float64).sum(0)
+    return (total / n).astype(np.float32)
+
+
+def target_trajectory(task, checkpoints, target_data, *, d: int, key, checkpoint_weights=None,
+                      shared_projection: bool = False, normalize: bool = False, method: str = "vmap",
+                      param_filter=None, kind: str = "rademacher", batch_size: int = 256,
+                      chunk_size: int | None = None) -> np.ndarray:
+    """Target-domain target b [Td]: the mean trajectory row of the target examples, with the same options and
+    key as the candidates' `trajectory_features` (and no Adam preconditioning, as LESS)."""
+    traj = trajectory_features(task, checkpoints, target_data, d=d, key=key, checkpoint_weights=checkpoint_weights,
+                               shared_projection=shared_projection, normalize=normalize, method=method,
+                               param_filter=param_filter, kind=kind, batch_size=batch_size, chunk_size=chunk_size)
+    return mean_row(traj.features)
