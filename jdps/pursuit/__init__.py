@@ -28,6 +28,10 @@ each step takes per-shard top-m candidates, all-gathers them to the global choic
 rows; the small refit runs replicated. With `block_rows` (or A an `np.memmap`, e.g. `np.load(path,
 mmap_mode='r')`), A stays on disk and each correlation step streams it in row blocks through the same
 kernel. All three layouts give the same selection.
+
+Layout: `nnls.py` (Lawson-Hanson NNLS and least squares on a Gram system), `rows.py` (the correlation
+scan and row gather: in memory, sharded, streamed), `solvers.py` (the OMP and CoSaMP steps and their
+loops); this module checks the input and returns a `PursuitResult`.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def _bad_rows(a, norms) -> None:
                          "from a finite checkpoint) before the pursuit")
 
 
-def _checked(A, b, k, method, score, tol, ridge, iterations, mesh, block_rows):
+def _checked(A, b, k, method, score, tol, ridge, iterations, max_iterations, mesh, block_rows):
     if method not in METHODS:
         raise InputError(f"unknown pursuit method {method!r}; pass one of {METHODS}")
     if score not in SCORES:
@@ -121,8 +125,9 @@ def _checked(A, b, k, method, score, tol, ridge, iterations, mesh, block_rows):
         raise InputError(f"budget k must be an integer in [1, N] = [1, {n}], got {k}")
     if not tol >= 0 or not ridge >= 0:
         raise InputError(f"tol and ridge must be >= 0, got tol={tol}, ridge={ridge}")
-    if int(iterations) != iterations or iterations < 1:
-        raise InputError(f"iterations must be a positive integer, got {iterations}")
+    for name, value in (("iterations", iterations), ("max_iterations", max_iterations)):
+        if value is not None and (int(value) != value or value < 1):
+            raise InputError(f"{name} must be a positive integer, got {value}")
     if mesh is not None and AXIS not in mesh.axis_names:
         raise InputError(f"the mesh has axes {mesh.axis_names}; pursuit shards candidates over an axis named "
                          f"'{AXIS}': build it as Mesh(devices, ('{AXIS}',))")
@@ -149,7 +154,7 @@ def solve(A, b, k: int, *, method: str = "omp", nonneg: bool = True, tol: float 
     if ridge is not None and ridge != 0 and method != "gradmatch":
         raise InputError("ridge applies to method='gradmatch' only; drop it or pass method='gradmatch'")
     ridge = (GRADMATCH_RIDGE if method == "gradmatch" else 0.0) if ridge is None else ridge
-    A, b, k = _checked(A, b, k, method, score, tol, ridge, iterations, mesh, block_rows)
+    A, b, k = _checked(A, b, k, method, score, tol, ridge, iterations, max_iterations, mesh, block_rows)
     n = A.shape[0]
     dt = jax.dtypes.canonicalize_dtype(np.result_type(A.dtype, np.float32))
     b = jnp.asarray(b, dt)
