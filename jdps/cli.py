@@ -6,6 +6,8 @@
     jdps demo                      the main job: check the data, then a short training run on Fashion-MNIST
     jdps bads --train T.npz --meta M.npz --out W.npz      BADS weights for your own arrays
     jdps baseline --method NAME ...                       a BADS baseline with the same flags
+    jdps features ... --out A.npy                         projected gradient trajectories (GTP features)
+    jdps pursuit --features A.npy --target b.npy --budget K --out SEL.npz    GTP's sparse pursuit
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jdps.bads_cli import add_bads_parsers
 
     add_bads_parsers(sub)
+    from jdps.pursuit_cli import add_pursuit_parsers
+
+    add_pursuit_parsers(sub)
 
     p = sub.add_parser("demo", help="the main job: data check and a short training run")
     p.add_argument("--seed", type=int, default=0)
