@@ -16,10 +16,7 @@ from jdps.models.transformer import transformer_lm_task
 from jdps.task import Task
 
 
-@pytest.fixture(scope="module", autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def ce(logits, batch):
