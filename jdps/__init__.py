@@ -8,7 +8,12 @@ The public API; each name lives in the module named after its concept:
     train         jdps.train: train, evaluate, per_example_losses
     gradients     jdps.per_example, jdps.factored, jdps.projection, jdps.features, jdps.param_filter
     selection     jdps.selection: Selection, select, mean_weight_by_group
-    BADS          jdps.bads (sampler), jdps.sgmcmc (per-leaf SGLD)
+    BADS          jdps.bads (sampler), jdps.sgmcmc (per-leaf SGLD), jdps.baselines (uniform ... l2rw, mwn)
+    GTP           jdps.trajectory (features), jdps.pursuit (solvers), jdps.gtp (fit / select)
+    influence     jdps.curvature (K-FAC / EK-FAC), jdps.ihvp, jdps.influence
+    checkpoints   jdps.checkpoint.Checkpoints
+
+The method modules are imported on use (`from jdps import bads`), so `import jdps` stays light.
 """
 
 from jdps import data, models
