@@ -1,0 +1,277 @@
+"""Quad: influence (quality) and clusters chosen by a bandit (diversity) as a selector.
+
+    quad = as_top_level_api(task, params, ihvp=jdps.ihvp.ekfac(1e-3, key=0))
+    state = quad.fit(pool, reference, key=0, embeddings=e)        # clusters, preconditioned reference gradient
+    selection = quad.select(state, key=1, fraction=0.1)           # a jdps.selection.Selection
+
+`fit` (the cacheable part): the curvature (of the reference set unless `curvature_data` is given), the
+reference set's preconditioned mean gradient v = (C + lambda I)^{-1} grad L(Q) (`jdps.influence`), and
+k-means of the pool's embeddings (MiniLM's, or any features [N, F]; the flattened inputs by default).
+
+`select`: each cluster is an arm of the UCB bandit of `jdps.bandit`, its documents in a random order
+from `key`. Each round pulls the `clusters_per_round` arms of highest UCB among those with documents
+left; a pull takes the cluster's next block of `block_size` documents, scores the first
+`samples_per_pull` of them (a uniform sample of the block) and earns the reward
+r = mean(sample scores) - tau, shared with the neighbouring clusters. What a pull accepts:
+
+    acceptance='block'      r > 0: the whole block, scored or not (the paper's rule)
+    acceptance='instance'   each scored document whose own score exceeds tau
+    acceptance='top_share'  r > 0: the best ceil(share m) of its m scored documents
+
+Either way the block is used up. The score of a document is its influence on the reference set:
+
+    score='cosine'     g . v / (|g| |v|), exact in the full parameter space (one JVP, ghost norms); default
+    score='dot'        g . v, the influence itself (tau and alpha are then in its units)
+    score='projected'  the cosine of P^T g and P^T v, P [p, projection_dim] random (the released code's form)
+
+Every round scores one fixed-shape batch [clusters_per_round * samples_per_pull] with one compiled
+function. Quad stops once the budget is filled (the last block cut to fit), after `max_rounds` rounds, or
+when every cluster is used up. The selection lists the accepted documents in the order accepted (within a
+block: scored ones by decreasing score, then the rest), weight 1 each; `scores` [N] holds the scores it
+computed, NaN where it scored nothing; `info` holds the fraction of the pool scored, the clusters pulled
+and covered (at least one document selected), the rounds, why it stopped, the settings and a per-round log.
+
+Defaults. The paper's values (the released code) are absolute: K = 10,000 clusters, alpha = 1e-4, 50
+clusters a round, 10 samples a pull, blocks of 20,000 documents, tau = 0.002 (in cosine units), a neighbour
+radius of 0.2 (cosine distance between centroids), at most 200 rounds. K and the block exceed a pool of
+our size, so for a pool of N documents and a budget of k they scale [ours]:
+
+    n_clusters         = min(10,000, N, max(1, round(sqrt N)))
+    clusters_per_round = max(1, round(K / 200))            the paper's 50 of 10,000
+    block_size         = ceil(N / (4 K))                   a quarter of the mean cluster
+    max_rounds         = max(200, ceil(4 k / (clusters_per_round block_size)))   room for a pull in four to accept
+
+samples_per_pull, alpha, tau and the radius keep the paper's values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdps import bandit, influence
+from jdps import ihvp as ih
+from jdps.data.dataset import host_arrays
+from jdps.errors import InputError
+from jdps.kmeans import KMeans, kmeans
+from jdps.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.projection import project
+from jdps.selection import Selection
+from jdps.validate import as_key, budget_from
+
+SCORES = ("cosine", "dot", "projected")
+ACCEPTANCE = ("block", "instance", "top_share")
+PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples_per_pull": 10,
+         "block_size": 20_000, "tau": 0.002, "radius": 0.2, "max_rounds": 200}
+
+
+class QuadState(NamedTuple):
+    """What `fit` returns: the task and parameters, v = (C + lambda I)^{-1} grad L(Q) {path: leaf}, the
+    pool's numeric arrays [N, ...] and its k-means clustering."""
+
+    task: Any
+    params: Any
+    v: dict[str, jax.Array]
+    pool: dict[str, np.ndarray]
+    clusters: KMeans
+
+
+class Quad(NamedTuple):
+    fit: Callable
+    select: Callable
+
+
+def default_clusters(n: int) -> int:
+    """K = min(10,000, n, max(1, round(sqrt n))) clusters for a pool of n documents."""
+    return int(min(PAPER["n_clusters"], n, max(1, round(math.sqrt(n)))))
+
+
+def scaled_defaults(n: int, budget: int, n_clusters: int) -> dict[str, int]:
+    """clusters_per_round, block_size and max_rounds for n documents, a budget and K clusters (see above)."""
+    per_round = max(1, round(n_clusters / 200))
+    block = math.ceil(n / (4 * n_clusters))
+    return {"clusters_per_round": per_round, "block_size": block,
+            "max_rounds": max(PAPER["max_rounds"], math.ceil(4 * budget / (per_round * block)))}
+
+
+def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int | None = None, ihvp=None,
+        param_filter=None, curvature_data=None, kmeans_restarts: int = 4, batch_size: int = 256) -> QuadState:
+    """Precondition the reference gradient once and cluster the pool.
+
+    key: a jax key or an integer seed (k-means, and the default ihvp's Fisher sampling); embeddings: [N, F]
+    (default: the pool's inputs flattened); ihvp: default `jdps.ihvp.ekfac(1e-3)` (the paper's); the
+    curvature is fitted on `curvature_data` (default: the reference set).
+    """
+    key = as_key(key)
+    arrays = host_arrays(pool, "pool")
+    n = len(arrays["x"])
+    host_arrays(reference, "reference set")  # raises, naming the fix, when it is empty
+    features = arrays["x"].reshape(n, -1) if embeddings is None else np.asarray(embeddings)
+    if features.ndim != 2 or len(features) != n:
+        raise InputError(f"embeddings must be [N, F] with one row per pool document (N = {n}), got shape "
+                         f"{features.shape}; embed the pool in its order, e.g. MiniLM.load().encode(texts)")
+    k = default_clusters(n) if n_clusters is None else n_clusters
+    if int(k) != k or not 1 <= k <= n:
+        raise InputError(f"n_clusters must be an integer in [1, {n}] (the pool size), got {n_clusters}; "
+                         f"pass fewer clusters (default for this pool: {default_clusters(n)})")
+    k_cluster, k_fisher = jax.random.split(key)
+    ihvp = ih.ekfac(1e-3, key=k_fisher) if ihvp is None else ihvp
+    fitted = influence.fit(task, params, reference if curvature_data is None else curvature_data, ihvp=ihvp,
+                           param_filter=param_filter, batch_size=batch_size)
+    v = influence.query_vector(fitted, reference, batch_size=batch_size)
+    clusters = kmeans(k_cluster, features, int(k), restarts=kmeans_restarts)
+    clusters = KMeans(*(np.asarray(a) for a in clusters))
+    return QuadState(fitted.task, params, v, arrays, clusters)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _jvp_score(task, normalize: bool, params, v, batch):
+    return influence.jvp_scores(task, params, v, batch, normalize=normalize)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _projected_score(task, paths, d, params, batch, pv, key):
+    """cos(P^T g_i, P^T v) [B], P^T v = pv [d]."""
+    g = per_example_grads(task.loss_fn, params, batch, param_filter=paths)
+    pg = project(flatten({p: g[p] for p in paths}), key, d)
+    norms = jnp.linalg.norm(pg, axis=1) * jnp.linalg.norm(pv)
+    return pg @ pv / jnp.maximum(norms, jnp.finfo(pg.dtype).tiny)
+
+
+def _scorer(state: QuadState, score: str, key, projection_dim: int):
+    """batch -> scores [B] of the chosen kind, compiled once per batch shape."""
+    if score == "projected":
+        paths = tuple(state.v)
+        pv = project(flatten({p: state.v[p][None] for p in paths}), key, projection_dim)[0]
+        return lambda batch: _projected_score(state.task, paths, projection_dim, state.params, batch, pv, key)
+    return lambda batch: _jvp_score(state.task, score == "cosine", state.params, state.v, batch)
+
+
+def _positive_int(name: str, value) -> int:
+    if int(value) != value or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _settings(state: QuadState, k: int, options: dict) -> dict:
+    """The effective settings: the given options over the scaled defaults, checked."""
+    n, n_clusters = len(state.clusters.labels), len(state.clusters.centroids)
+    s = {**PAPER, **scaled_defaults(n, k, n_clusters), "n_clusters": n_clusters}
+    s.update({name: value for name, value in options.items() if value is not None})
+    for name in ("clusters_per_round", "samples_per_pull", "block_size", "max_rounds", "projection_dim"):
+        s[name] = _positive_int(name, s[name])
+    s["clusters_per_round"] = min(s["clusters_per_round"], n_clusters)
+    s["alpha"] = bandit.check_alpha(s["alpha"])
+    if not np.isfinite(s["tau"]):
+        raise InputError(f"tau must be a finite reward threshold, got {s['tau']}")
+    if s["score"] not in SCORES:
+        raise InputError(f"unknown score {s['score']!r}; pass one of {SCORES}")
+    if s["acceptance"] not in ACCEPTANCE:
+        raise InputError(f"unknown acceptance {s['acceptance']!r}; pass one of {ACCEPTANCE}")
+    if not 0 < s["share"] <= 1:
+        raise InputError(f"share must lie in (0, 1] (the part of a pull's scored documents to accept), "
+                         f"got {s['share']}")
+    return s
+
+
+def _accept(mode: str, share: float, tau: float, reward: float, block, sample, scores) -> np.ndarray:
+    """The documents one pull accepts: scored ones by decreasing score, then (block mode) the rest."""
+    order = np.argsort(-scores, kind="stable")
+    ranked = sample[order]
+    if mode == "instance":
+        return ranked[scores[order] > tau]
+    if reward <= 0:
+        return ranked[:0]
+    if mode == "top_share":
+        return ranked[: math.ceil(share * len(sample))]
+    return np.concatenate([ranked, block[len(sample):]])
+
+
+def select(state: QuadState, *, key, budget: int | None = None, fraction: float | None = None,
+           score: str = "cosine", alpha: float | None = None, tau: float | None = None,
+           clusters_per_round: int | None = None, samples_per_pull: int | None = None,
+           block_size: int | None = None, radius: float | None = None, metric: str = "cosine",
+           acceptance: str = "block", share: float = 0.5, max_rounds: int | None = None,
+           projection_dim: int = 8192) -> Selection:
+    """Select k = budget (or ceil(fraction N)) pool documents by the bandit (see the module docstring).
+
+    key: a jax key or an integer seed (document order in the clusters, tie-breaks, the projection);
+    options left None take the defaults of the module docstring. The same key gives the same selection.
+    """
+    n = len(state.clusters.labels)
+    k = budget_from(n, budget=budget, fraction=fraction)
+    s = _settings(state, k, {"score": score, "alpha": alpha, "tau": tau, "clusters_per_round": clusters_per_round,
+                             "samples_per_pull": samples_per_pull, "block_size": block_size, "radius": radius,
+                             "metric": metric, "acceptance": acceptance, "share": share, "max_rounds": max_rounds,
+                             "projection_dim": projection_dim})
+    k_order, k_choose, k_proj = jax.random.split(as_key(key), 3)
+    labels, n_clusters = state.clusters.labels, s["n_clusters"]
+    members = np.lexsort((np.asarray(jax.random.permutation(k_order, n)), labels))   # by cluster, then random
+    size = np.bincount(labels, minlength=n_clusters)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    weights = bandit.closeness(state.clusters.centroids, s["radius"], s["metric"])
+    scorer = _scorer(state, s["score"], k_proj, s["projection_dim"])
+    p, m = s["clusters_per_round"], s["samples_per_pull"]
+
+    arms_state = bandit.init(n_clusters)
+    used = np.zeros(n_clusters, np.int64)                  # documents of each cluster used up
+    scores = np.full(n, np.nan)
+    accepted, total, log, stop = [], 0, [], "max_rounds"
+    for r in range(s["max_rounds"]):
+        available = used < size
+        if not available.any():
+            stop = "exhausted"
+            break
+        arms, valid = bandit.choose(jax.random.fold_in(k_choose, r), bandit.ucb(arms_state, s["alpha"]),
+                                    jnp.asarray(available), p)
+        arms, valid = np.asarray(arms), np.asarray(valid)
+        blocks = [members[start[c] + used[c]: start[c] + min(used[c] + s["block_size"], size[c])] if ok
+                  else members[:0] for c, ok in zip(arms, valid)]
+        rows = np.full((p, m), n, np.int64)
+        for i, b in enumerate(blocks):
+            rows[i, :min(m, len(b))] = b[:m]
+        batch = {name: a[np.minimum(rows.ravel(), n - 1)] for name, a in state.pool.items()}
+        batch.update(index=rows.ravel().astype(np.int32), mask=rows.ravel() < n)
+        values = np.asarray(scorer(batch), np.float64)
+        check_finite_rows("Quad's influence scores", values, batch["index"], batch["mask"])
+        values = values.reshape(p, m)
+        scored = rows < n
+        rewards = np.where(valid, (values * scored).sum(1) / np.maximum(scored.sum(1), 1) - s["tau"], 0.0)
+        arms_state = bandit.update(arms_state, jnp.asarray(arms), jnp.asarray(rewards), jnp.asarray(valid),
+                                   weights)
+        taken = 0
+        for i, (c, b) in enumerate(zip(arms, blocks)):
+            if not valid[i]:
+                continue
+            sample = rows[i][scored[i]]
+            scores[sample] = values[i][scored[i]]
+            chosen = _accept(s["acceptance"], s["share"], s["tau"], rewards[i], b, sample, values[i][scored[i]])
+            accepted.append(chosen)
+            taken += len(chosen)
+            used[c] += len(b)
+        total += taken
+        log.append({"round": r, "arms": arms[valid].tolist(), "rewards": rewards[valid].tolist(),
+                    "scored": int(scored[valid].sum()), "accepted": taken, "selected": min(total, k)})
+        if total >= k:
+            stop = "budget"
+            break
+    indices = np.concatenate(accepted)[:k] if accepted else np.zeros(0, np.int64)
+    n_scored = int(np.isfinite(scores).sum())
+    info = {"method": "quad", "budget": k, "count": len(indices), "stop_reason": stop, "rounds": len(log),
+            "scored": n_scored, "fraction_scored": n_scored / n,
+            "clusters_pulled": int((used > 0).sum()), "clusters_covered": len(np.unique(labels[indices])),
+            "settings": s, "log": log}
+    return Selection(indices, np.ones(len(indices)), scores, info)
+
+
+def as_top_level_api(task, params, **fit_options) -> Quad:
+    """Bind the model side: `fit(pool, reference, *, key, embeddings=None)` and `select(state, *, key, ...)`."""
+    def fit_fn(pool, reference, *, key, embeddings=None) -> QuadState:
+        return fit(task, params, pool, reference, key=key, embeddings=embeddings, **fit_options)
+    return Quad(fit_fn, select)

@@ -1,0 +1,206 @@
+"""Quad: the UCB bandit by hand, and the selector on a pool where one blob helps the reference set."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jdps import bandit, influence, quad
+from jdps import ihvp as ih
+from jdps.errors import InputError
+from jdps.models.functional import functional
+from jdps.models.mlp import MLP
+from jdps.task import Task
+
+DAMPING = 0.01
+SMALL = {"clusters_per_round": 2, "samples_per_pull": 4, "block_size": 10}  # 5 clusters of 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+# ---- the bandit ---------------------------------------------------------------------------------
+
+def test_ucb_scores_match_the_formula():
+    state = bandit.BanditState(jnp.array([0.3, -0.2, 0.0, 0.5]), jnp.array([3.0, 2.0, 0.0, 1.0]))
+    alpha, n = 0.1, 6
+    want = [0.3 / 3 + alpha * math.sqrt(2 * math.log(n) / 4), -0.2 / 2 + alpha * math.sqrt(2 * math.log(n) / 3),
+            0.0 + alpha * math.sqrt(2 * math.log(n) / 1), 0.5 / 1 + alpha * math.sqrt(2 * math.log(n) / 2)]
+    np.testing.assert_allclose(bandit.ucb(state, alpha), want, rtol=1e-12)
+    np.testing.assert_array_equal(bandit.ucb(bandit.init(3), alpha), [0.0, 0.0, 0.0])  # ln 1 = 0: no pull yet
+
+
+def test_rewards_are_shared_with_neighbours_by_closeness():
+    theta = math.acos(0.95)                                  # arms 0 and 1: cosine distance 0.05
+    centroids = np.array([[2.0, 0.0], [math.cos(theta), math.sin(theta)], [0.0, 3.0]])
+    w = np.asarray(bandit.closeness(centroids, 0.2, "cosine"))
+    np.testing.assert_allclose(w, [[1, 0.75, 0], [0.75, 1, 0], [0, 0, 1]], atol=1e-12)
+    state = bandit.init(3, jnp.float64)
+    state = bandit.update(state, jnp.array([0, 2, 1]), jnp.array([0.4, -0.1, np.nan]), jnp.array([True, True, False]),
+                          jnp.asarray(w))
+    np.testing.assert_allclose(state.reward_sum, [0.4, 0.75 * 0.4, -0.1], atol=1e-12)
+    np.testing.assert_array_equal(state.count, [1, 1, 1])    # the neighbour's share counts as a pull
+    state = bandit.update(state, jnp.array([1]), jnp.array([0.2]), jnp.array([True]), jnp.asarray(w))
+    np.testing.assert_allclose(state.reward_sum, [0.4 + 0.75 * 0.2, 0.3 + 0.2, -0.1], atol=1e-12)
+    np.testing.assert_array_equal(state.count, [2, 2, 1])
+    np.testing.assert_allclose(bandit.mean_reward(state), [0.55 / 2, 0.5 / 2, -0.1], atol=1e-12)
+    l2 = np.asarray(bandit.closeness(np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 0.0]]), 2.0, "l2"))
+    np.testing.assert_allclose(l2, [[1, 0.5, 0], [0.5, 1, 0], [0, 0, 1]], atol=1e-12)
+
+
+def test_choose_takes_the_best_available_arms_with_random_ties():
+    scores = jnp.array([0.5, 0.9, 0.5, 0.5, 2.0])
+    available = jnp.array([True, True, True, True, False])
+    arms, valid = bandit.choose(jax.random.key(0), scores, available, 3)
+    assert int(arms[0]) == 1 and set(np.asarray(arms[1:]).tolist()) <= {0, 2, 3} and np.all(valid)
+    again, _ = bandit.choose(jax.random.key(0), scores, available, 3)
+    np.testing.assert_array_equal(arms, again)
+    firsts = {int(bandit.choose(jax.random.key(s), jnp.zeros(4), jnp.ones(4, bool), 1)[0][0]) for s in range(40)}
+    assert firsts == {0, 1, 2, 3}                           # equal scores: every arm can come first
+    arms, valid = bandit.choose(jax.random.key(1), scores, jnp.array([False, True, False, False, False]), 3)
+    assert int(arms[0]) == 1 and np.asarray(valid).tolist() == [True, False, False]
+
+
+# ---- the selector -------------------------------------------------------------------------------
+
+def ce(logits, batch):
+    """Cross-entropy kept in float64 (jdps.losses.cross_entropy computes in float32)."""
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Five blobs of 40 in 8-d; blob 0 has label 1, the others label 0; the reference set is drawn from
+    blob 0 with label 1, so blob 0's gradients align with the reference gradient and the others oppose it."""
+    rng = np.random.default_rng(0)
+    centres = 3.0 * np.eye(8)[:5] + 1.0
+    x = np.concatenate([c + 0.3 * rng.normal(size=(40, 8)) for c in centres])
+    y = np.array([1] * 40 + [0] * 160, np.int32)
+    reference = {"x": centres[0] + 0.3 * rng.normal(size=(20, 8)), "y": np.ones(20, np.int32)}
+    model, params = functional(MLP(8, [], 2, rngs=nnx.Rngs(0)))              # softmax regression
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+    return Task.from_model(model, ce), params, {"x": x, "y": y}, reference, np.repeat(np.arange(5), 40)
+
+
+@pytest.fixture(scope="module")
+def state(problem):
+    task, params, pool, reference, _ = problem
+    return quad.fit(task, params, pool, reference, key=0, n_clusters=5, ihvp=ih.exact(DAMPING))
+
+
+def numpy_influence(params, pool, reference):
+    """g_i . (GGN + lambda I)^{-1} grad L(Q) and its cosine, for softmax regression, written out by hand."""
+    w, b = np.asarray(params["head"]["kernel"]), np.asarray(params["head"]["bias"])
+
+    def grads(x, y):
+        z = x @ w + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        r = p - np.eye(2)[y]
+        return np.concatenate([np.einsum("nj,nc->njc", x, r).reshape(len(x), -1), r], axis=1), p
+
+    g_ref, p = grads(reference["x"], reference["y"])
+    jac = np.concatenate([np.einsum("nj,ce->ncje", reference["x"], np.eye(2)).reshape(len(p), 2, -1),
+                          np.broadcast_to(np.eye(2), (len(p), 2, 2))], axis=2)          # d logits / d theta
+    h = np.einsum("nc,cd->ncd", p, np.eye(2)) - np.einsum("nc,nd->ncd", p, p)
+    ggn = np.einsum("ncp,ncd,ndq->pq", jac, h, jac) / len(p)
+    v = np.linalg.solve(ggn + DAMPING * np.eye(len(ggn)), g_ref.mean(0))
+    g, _ = grads(pool["x"], pool["y"])
+    dots = g @ v
+    return dots, dots / (np.linalg.norm(g, axis=1) * np.linalg.norm(v)), (g @ g_ref.mean(0))
+
+
+def test_quad_selects_the_helpful_blob_while_scoring_a_fraction(problem, state):
+    *_, group = problem
+    sel = quad.select(state, key=1, budget=30, **SMALL)
+    assert len(sel) == 30 and sel.info["stop_reason"] == "budget"
+    assert np.mean(group[sel.indices] == 0) >= 0.9
+    scored = np.isfinite(sel.scores)
+    assert sel.info["scored"] == scored.sum() and sel.info["fraction_scored"] == scored.mean() <= 0.3
+    assert sel.info["clusters_covered"] == len(np.unique(state.clusters.labels[sel.indices]))
+    assert sel.info["rounds"] == len(sel.info["log"]) and np.all(sel.weights == 1)
+
+
+def test_computed_scores_equal_the_hand_influence(problem, state):
+    _, params, pool, reference, _ = problem
+    dots, cosines, _ = numpy_influence(params, pool, reference)
+    for score, want, rtol in (("dot", dots, 1e-8), ("cosine", cosines, 1e-5)):  # ghost norms run in float32
+        sel = quad.select(state, key=2, budget=30, score=score, **SMALL)
+        scored = np.isfinite(sel.scores)
+        assert 0 < scored.sum() < len(scored)
+        np.testing.assert_allclose(sel.scores[scored], want[scored], rtol=rtol)
+    sel = quad.select(state, key=2, budget=30, score="projected", projection_dim=8192, **SMALL)
+    scored = np.isfinite(sel.scores)
+    np.testing.assert_allclose(sel.scores[scored], cosines[scored], atol=0.05)  # JL error ~ 1 / sqrt(8192)
+
+
+def test_default_fit_scores_equal_influence_query_scores(problem):
+    task, params, pool, reference, group = problem
+    state = quad.fit(task, params, pool, reference, key=3, n_clusters=5)          # EK-FAC(1e-3), the default
+    sel = quad.select(state, key=4, budget=30, **SMALL)
+    fitted = influence.fit(task, params, reference, ihvp=ih.ekfac(1e-3, key=jax.random.split(jax.random.key(3))[1]))
+    want = influence.query_scores(fitted, reference, pool, normalize=True)
+    scored = np.isfinite(sel.scores)
+    np.testing.assert_allclose(sel.scores[scored], want[scored], rtol=1e-5)
+    assert np.mean(group[sel.indices] == 0) >= 0.9
+
+
+def test_budget_round_limit_and_exhaustion_stop_it(state):
+    sel = quad.select(state, key=5, budget=25, **SMALL)              # the third accepted block is cut to 5
+    assert len(sel) == 25 and sel.info["stop_reason"] == "budget"
+    sel = quad.select(state, key=5, budget=25, max_rounds=1, **SMALL)
+    assert sel.info["rounds"] == 1 and sel.info["stop_reason"] == "max_rounds" and sel.info["scored"] == 8
+    sel = quad.select(state, key=5, budget=25, tau=10.0, **SMALL)    # no reward is positive: every block rejected
+    sizes = np.bincount(state.clusters.labels, minlength=5)
+    blocks = [min(4, s - start) for s in sizes for start in range(0, s, 10)]
+    assert sel.info["stop_reason"] == "exhausted" and len(sel) == 0
+    assert sel.info["scored"] == sum(blocks) == sum(entry["scored"] for entry in sel.info["log"])
+    assert sum(len(entry["arms"]) for entry in sel.info["log"]) == len(blocks)   # one pull a block
+
+
+def test_instance_and_top_share_accept_scored_documents_only(problem, state):
+    *_, group = problem
+    sel = quad.select(state, key=6, budget=12, acceptance="instance", tau=0.5, **SMALL)
+    assert np.all(sel.scores[sel.indices] > 0.5) and np.all(group[sel.indices] == 0)
+    sel = quad.select(state, key=6, budget=12, acceptance="top_share", share=0.5, **SMALL)
+    for entry in sel.info["log"]:
+        assert entry["accepted"] == 2 * sum(r > 0 for r in entry["rewards"])   # ceil(0.5 * 4) a positive pull
+    assert np.all(np.isfinite(sel.scores[sel.indices]))
+
+
+def test_reproducible_by_key(state):
+    a, b = (quad.select(state, key=7, budget=30, **SMALL) for _ in range(2))
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.scores, b.scores)          # NaN in the same places
+    c = quad.select(state, key=8, budget=30, **SMALL)
+    assert not np.array_equal(np.isfinite(a.scores), np.isfinite(c.scores))
+
+
+def test_defaults_scale_with_the_pool(state):
+    assert [quad.default_clusters(n) for n in (1, 200, 10**9)] == [1, 14, 10_000]
+    sel = quad.select(state, key=9, budget=30, samples_per_pull=8)       # 8: the batch shape compiled above
+    s = sel.info["settings"]
+    assert (s["clusters_per_round"], s["block_size"], s["max_rounds"]) == (1, math.ceil(200 / 20), 200)
+    assert (s["alpha"], s["tau"], s["radius"]) == (1e-4, 0.002, 0.2)
+    assert all(len(entry["arms"]) == 1 for entry in sel.info["log"])
+    assert quad.scaled_defaults(10**9, 10**7, 10_000)["clusters_per_round"] == 50
+
+
+def test_bad_input_is_named(problem, state):
+    task, params, pool, reference, _ = problem
+    with pytest.raises(InputError, match="larger than the pool of 200"):
+        quad.select(state, key=0, budget=201)
+    with pytest.raises(InputError, match="reference set is empty"):
+        quad.fit(task, params, pool, {"x": np.zeros((0, 8)), "y": np.zeros(0, np.int32)}, key=0)
+    with pytest.raises(InputError, match=r"n_clusters must be an integer in \[1, 200\]"):
+        quad.fit(task, params, pool, reference, key=0, n_clusters=201)
+    with pytest.raises(InputError, match="unknown score"):
+        quad.select(state, key=0, budget=5, score="loss")
+    with pytest.raises(InputError, match="embeddings must be"):
+        quad.fit(task, params, pool, reference, key=0, embeddings=np.zeros((3, 2)))
