@@ -12,17 +12,20 @@ k-means of the pool's embeddings (MiniLM's, or any features [N, F]; the flattene
 from `key`. Each round pulls the `clusters_per_round` arms of highest UCB among those with documents
 left; a pull takes the cluster's next block of `block_size` documents, scores the first
 `samples_per_pull` of them (a uniform sample of the block) and earns the reward
-r = mean(sample scores) - tau, shared with the neighbouring clusters. What a pull accepts:
+r = mean(sample scores) - tau, shared with the neighbouring clusters. Before the first pull every UCB is
+0 and the order is random (the released code starts from clusters 0, 1, ...). What a pull accepts:
 
     acceptance='block'      r > 0: the whole block, scored or not (the paper's rule)
-    acceptance='instance'   each scored document whose own score exceeds tau
-    acceptance='top_share'  r > 0: the best ceil(share m) of its m scored documents
+    acceptance='instance'   each scored document whose own score exceeds tau      [reconstructed]
+    acceptance='top_share'  r > 0: the best ceil(share m) of its m scored documents  [reconstructed]
 
-Either way the block is used up. The score of a document is its influence on the reference set:
+Either way the block is used up, as in the released code, and the cluster's next pull takes its next block.
+The score of a document is its influence on the reference set, against the one vector v:
 
     score='cosine'     g . v / (|g| |v|), exact in the full parameter space (one JVP, ghost norms); default
     score='dot'        g . v, the influence itself (tau and alpha are then in its units)
-    score='projected'  the cosine of P^T g and P^T v, P [p, projection_dim] random (the released code's form)
+    score='projected'  the cosine of P^T g and P^T v, P [p, projection_dim] random, one P for both (the
+                       released code's form, which averages cosines over the reference rows instead)
 
 Every round scores one fixed-shape batch [clusters_per_round * samples_per_pull] with one compiled
 function. Quad stops once the budget is filled (the last block cut to fit), after `max_rounds` rounds, or
