@@ -140,5 +140,6 @@ def kmeans(key, x, k: int, *, restarts: int = 4, max_iter: int = 300, tol: float
         raise InputError(f"k = {k} clusters exceed the {x.shape[0]} points; pass k <= {x.shape[0]}")
     if not (tol >= 0):
         raise InputError(f"tol must be >= 0 (a relative centre shift), got {tol}")
-    return _kmeans(as_key(key), jnp.asarray(x), jnp.asarray(tol, x.dtype), k=int(k), restarts=int(restarts),
+    x = jnp.asarray(x)
+    return _kmeans(as_key(key), x, jnp.asarray(tol, x.dtype), k=int(k), restarts=int(restarts),
                    max_iter=int(max_iter))
