@@ -1,0 +1,256 @@
+"""Cost of GTP: pursuit time against N, k and Td; CoSaMP against OMP; ours against scikit-learn; features/s.
+
+Problem: A [N, Td] float32 with i.i.d. N(0, 1) entries (seed 0), target b = A_S^T w for 2k random rows S
+and weights w ~ U(0.5, 1.5), so every solver has real work for all k atoms. Each time is the median of
+`repeats` runs of `jdps.pursuit.solve` after one warm-up run that compiles (the compile time is reported
+apart); the largest N is written to a `.npy` file and streamed from the memmap (`block_rows`), as a user's
+A larger than memory would be, and timed once after its warm-up.
+The growth exponent is the least-squares slope of log(time) on log(N) (or log(k), log(Td)): 1 means
+linear. Feature throughput: `jdps.features.per_example_features` (projected per-example gradients, one
+checkpoint) of the small byte-level transformer LM on random windows, examples per second after warm-up.
+
+    PYTHONPATH=. python scripts/bench_pursuit.py                 # the full run (about 10 minutes)
+    PYTHONPATH=. python scripts/bench_pursuit.py --quick         # tiny sizes, a smoke run
+
+writes experiments/results/bench_pursuit.md (the tables, the command and the machine) and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent.parent / "experiments" / "results" / "bench_pursuit"
+
+
+def problem(n: int, d: int, k: int, seed: int = 0, path: str | None = None):
+    """(A [n, d] float32 ~ N(0, 1), b = A_S^T w for 2k random rows S, w ~ U(0.5, 1.5)); A written to the
+    `.npy` file `path` in row blocks and returned as a read-only memmap when given."""
+    rng = np.random.default_rng(seed)
+    if path is None:
+        a = rng.standard_normal((n, d), dtype=np.float32)
+    else:
+        a = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+        for start in range(0, n, 65536):
+            a[start:start + 65536] = rng.standard_normal((min(65536, n - start), d), dtype=np.float32)
+        a.flush()
+        del a
+        a = np.load(path, mmap_mode="r")
+    support = np.sort(rng.choice(n, 2 * k, replace=False))
+    w = rng.uniform(0.5, 1.5, 2 * k).astype(np.float32)
+    b = (np.asarray(a[support]).T @ w).astype(np.float32)
+    return a, b
+
+
+def timed(fn, repeats: int):
+    """(compile seconds: first run minus the median, median seconds over `repeats` runs after it, result)."""
+    t = time.perf_counter()
+    out = fn()
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    med = float(np.median(times)) if times else first
+    return max(first - med, 0.0) if times else float("nan"), med, out
+
+
+def slope(xs, ys) -> float:
+    """Least-squares slope of log y on log x."""
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def pursuit_row(a, b, k, method, repeats, **options):
+    from jdps import pursuit
+
+    compile_s, seconds, r = timed(lambda: pursuit.solve(a, b, k, method=method, **options), repeats)
+    return {"N": int(a.shape[0]), "Td": int(a.shape[1]), "k": k, "method": method, "seconds": seconds,
+            "compile_seconds": compile_s, "count": len(r.indices), "stop_reason": r.stop_reason,
+            "iterations": r.iterations, "relative_residual": r.residual_norm / float(np.linalg.norm(b)),
+            "streamed": "block_rows" in options or isinstance(a, np.memmap)}
+
+
+def sweep_n(sizes, streamed, d, k, repeats, log):
+    rows = []
+    for n in sizes:
+        a, b = problem(n, d, k)
+        rows.append(pursuit_row(a, b, k, "omp", repeats))
+        log(rows[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in streamed:
+            a, b = problem(n, d, k, path=os.path.join(tmp, f"A{n}.npy"))
+            rows.append(pursuit_row(a, b, k, "omp", 1, block_rows=65536))
+            log(rows[-1])
+            del a
+    return rows
+
+
+def sweep_k(n, d, ks, repeats, log):
+    rows = []
+    for k in ks:
+        a, b = problem(n, d, k)
+        for method in ("omp", "cosamp", "topk"):
+            rows.append(pursuit_row(a, b, k, method, repeats))
+            log(rows[-1])
+    return rows
+
+
+def sweep_td(n, tds, k, repeats, log):
+    rows = []
+    for d in tds:
+        a, b = problem(n, d, k)
+        rows.append(pursuit_row(a, b, k, "omp", repeats))
+        log(rows[-1])
+    return rows
+
+
+def against_sklearn(n, d, k, repeats, log):
+    """Signed OMP (ours, nonneg=False) against sklearn's OrthogonalMatchingPursuit on X = A^T [Td, N], y = b."""
+    from sklearn.linear_model import OrthogonalMatchingPursuit
+
+    a, b = problem(n, d, k)
+    ours = pursuit_row(a, b, k, "omp", repeats, nonneg=False)
+    nn = pursuit_row(a, b, k, "omp", repeats)
+    _, sk_seconds, sk = timed(lambda: OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False)
+                              .fit(a.T, b), repeats)
+    from jdps import pursuit
+
+    mine = set(pursuit.solve(a, b, k, nonneg=False).indices.tolist())
+    theirs = set(np.flatnonzero(sk.coef_).tolist())
+    row = {"N": n, "Td": d, "k": k, "ours_signed": ours["seconds"], "ours_nonneg": nn["seconds"],
+           "sklearn": sk_seconds, "same_support": mine == theirs, "overlap": len(mine & theirs)}
+    log(row)
+    return row
+
+
+def feature_throughput(sizes, length, d, log):
+    """Examples/s of per_example_features for the byte-level transformer LM (d_model 64, 2 layers): the
+    marginal rate (N2 - N1) / (t2 - t1) between two pool sizes, so that per-call compilation cancels."""
+    import jax
+
+    from jdps.data.text import VOCAB_SIZE
+    from jdps.features import per_example_features
+    from jdps.models.transformer import transformer_lm_task
+
+    task, params = transformer_lm_task(0, VOCAB_SIZE, d_model=64, n_heads=4, n_layers=2, max_len=length)
+    x = np.random.default_rng(0).integers(3, VOCAB_SIZE, (max(sizes), length)).astype(np.int32)
+    n_params = int(sum(np.size(v) for v in jax.tree.leaves(params)))
+    key = jax.random.key(0)
+    rows = []
+    for method in ("vmap", "factored"):
+        seconds = []
+        for n in sizes:
+            t = time.perf_counter()
+            f = per_example_features(task, params, {"x": x[:n]}, d=d, key=key, method=method, batch_size=256)
+            seconds.append(time.perf_counter() - t)
+        rows.append({"method": method, "N": list(sizes), "L": length, "d": int(f.features.shape[1]),
+                     "params": n_params, "seconds": seconds,
+                     "examples_per_s": (sizes[1] - sizes[0]) / max(seconds[1] - seconds[0], 1e-9)})
+        log(rows[-1])
+    return rows
+
+
+def machine() -> str:
+    import jax
+
+    load = os.getloadavg()[0]
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} on "
+            f"{jax.default_backend()}; 1-minute load average at the start {load:.1f} (the machine is shared)")
+
+
+def table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def report(res: dict, command: str, host: str) -> str:
+    s = res["setup"]
+    n_rows = res["n"]
+    mem = [r for r in n_rows if not r["streamed"]]
+    n_slope = slope([r["N"] for r in mem], [r["seconds"] for r in mem])
+    fmt = lambda r: [f"{r['N']:,}", r["Td"], r["k"], r["method"] + (" (memmap)" if r["streamed"] else ""),
+                     f"{r['seconds']:.3f}", f"{r['compile_seconds']:.1f}", r["count"], r["stop_reason"],
+                     r["iterations"], f"{r['relative_residual']:.3f}"]
+    head = ["N", "Td", "k", "method", "seconds", "compile s", "atoms", "stop", "iterations", "|r|/|b|"]
+    ks = res["k"]
+    omp = {r["k"]: r["seconds"] for r in ks if r["method"] == "omp"}
+    cos = {r["k"]: r["seconds"] for r in ks if r["method"] == "cosamp"}
+    tds = res["td"]
+    sk = res["sklearn"]
+    lines = [
+        "# Cost of GTP's pursuit and of its trajectory features", "",
+        f"Command: `{command}`  ", f"Machine: {host}.", "",
+        "Problem: A [N, Td] float32 with N(0, 1) entries, b = A_S^T w for 2k random rows S (w ~ U(0.5, 1.5)); "
+        f"times are medians of {s['repeats']} runs after a warm-up run that compiles (compile s = first run minus "
+        "the median); memmap rows stream A from a `.npy` file in blocks of 65,536 rows (one timed run after the warm-up). |r|/|b| is the relative residual the solver reached.", "",
+        "## Time against N (non-negative OMP)", "", table(head, [fmt(r) for r in n_rows]), "",
+        f"Growth exponent in N (in-memory rows, log-log slope): **{n_slope:.2f}** (1 = linear).", "",
+        "## Time against k: OMP, CoSaMP, top-k", "", table(head, [fmt(r) for r in ks]), "",
+        f"Growth exponent in k: OMP {slope(list(omp), list(omp.values())):.2f}, "
+        f"CoSaMP {slope(list(cos), list(cos.values())):.2f}.  ",
+        "CoSaMP speed-up over OMP (time OMP / time CoSaMP): " +
+        ", ".join(f"k = {k}: {omp[k] / cos[k]:.1f}x" for k in omp) + ".", "",
+        "## Time against Td (non-negative OMP)", "", table(head, [fmt(r) for r in tds]), "",
+        f"Growth exponent in Td: {slope([r['Td'] for r in tds], [r['seconds'] for r in tds]):.2f}.", "",
+        "## Ours against scikit-learn's OrthogonalMatchingPursuit", "",
+        "sklearn fits X = A^T [Td, N], y = b, `n_nonzero_coefs=k`, `fit_intercept=False` (signed OMP, float32 "
+        "input); ours is `jdps.pursuit.solve(A, b, k, nonneg=False)` (signed) and the default non-negative OMP.",
+        "", table(["N", "Td", "k", "ours signed s", "ours non-negative s", "sklearn s", "sklearn / ours signed",
+                   "same support"],
+                  [[f"{sk['N']:,}", sk["Td"], sk["k"], f"{sk['ours_signed']:.3f}", f"{sk['ours_nonneg']:.3f}",
+                    f"{sk['sklearn']:.3f}", f"{sk['sklearn'] / sk['ours_signed']:.1f}",
+                    f"{sk['same_support']} ({sk['overlap']}/{sk['k']})"]]), "",
+        "## Trajectory feature throughput (one checkpoint)", "",
+        "`jdps.features.per_example_features` of the byte-level transformer LM (d_model 64, 4 heads, 2 layers) on "
+        "random token windows, batches of 256, timed at two pool sizes N1 / N2 (each call compiles its step); the "
+        "rate is (N2 - N1) / (t2 - t1); a trajectory over T checkpoints costs T times this.", "",
+        table(["method", "N", "window L", "parameters", "feature width", "seconds (each N, with compilation)",
+               "examples/s (marginal)"],
+              [[r["method"], " / ".join(map(str, r["N"])), r["L"], f"{r['params']:,}", r["d"],
+                " / ".join(f"{t:.2f}" for t in r["seconds"]), f"{r['examples_per_s']:.0f}"]
+               for r in res["features"]]), "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        setup = dict(n=[1000, 3000], streamed=[5000], d=64, k=8, ks=[4, 16], k_n=3000, k_d=64,
+                     tds=[32, 128], td_n=2000, sk=(2000, 64, 8), feat=((32, 96), 16, 64), repeats=1)
+    else:
+        setup = dict(n=[10_000, 30_000, 100_000, 300_000], streamed=[1_000_000], d=1024, k=32, ks=[16, 64, 256],
+                     k_n=100_000, k_d=256, tds=[128, 512, 2048], td_n=30_000, sk=(30_000, 512, 32),
+                     feat=((256, 1280), 64, 256), repeats=2)
+    host = machine()
+    command = shlex.join(["PYTHONPATH=.", "python", "scripts/bench_pursuit.py", *(argv or sys.argv[1:])])
+    log = lambda r: print(json.dumps(r), flush=True)
+    rep = setup["repeats"]
+    res = {"setup": setup, "command": command, "machine": host}
+    res["n"] = sweep_n(setup["n"], setup["streamed"], setup["d"], setup["k"], rep, log)
+    res["k"] = sweep_k(setup["k_n"], setup["k_d"], setup["ks"], rep, log)
+    res["td"] = sweep_td(setup["td_n"], setup["tds"], setup["k"], rep, log)
+    res["sklearn"] = against_sklearn(*setup["sk"], rep, log)
+    res["features"] = feature_throughput(*setup["feat"], log)
+    text = report(res, command, host)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
