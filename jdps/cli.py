@@ -8,6 +8,8 @@
     jdps baseline --method NAME ...                       a BADS baseline with the same flags
     jdps features ... --out A.npy                         projected gradient trajectories (GTP features)
     jdps pursuit --features A.npy --target b.npy --budget K --out SEL.npz    GTP's sparse pursuit
+    jdps influence --train T.npz --query Q.npz --out S.npz                   influence scores (iHVP)
+    jdps quad --pool P.npz --reference R.npz --budget K --out SEL.npz        Quad: clusters + bandit
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jdps.pursuit_cli import add_pursuit_parsers
 
     add_pursuit_parsers(sub)
+    from jdps.influence_cli import add_influence_parsers
+
+    add_influence_parsers(sub)
 
     p = sub.add_parser("demo", help="the main job: data check and a short training run")
     p.add_argument("--seed", type=int, default=0)
