@@ -1,0 +1,243 @@
+"""GTP experiment 2: in-domain coresets of Fashion-MNIST, with and without planted near-duplicates.
+
+Data, per seed s: a pool of `n_pool` (5,000) images drawn at random from the official training split;
+the "dup" variant adds, for `n_dup_groups` (250) of the pool's images, `copies - 1` (4) extra copies with
+N(0, `dup_noise`^2) pixel noise (clipped to [0, 1]), so 250 groups of 5 near-identical images sit in a
+pool of 6,000. Test: the official 10,000-image test split.
+
+Features: the MLP 784-128-10 (`mlp_task`, seed s) warms up on the whole pool for `warmup_epochs` epochs
+(Adam(1e-3), batch 128); the parameters after each epoch are the T checkpoints. Each pool example gets its
+gradient trajectory (`jdps.trajectory.trajectory_features`, method 'factored': per Dense layer
+P_in^T g P_out, width `d` per checkpoint, one projection per checkpoint) and the target is the mean row
+(in-domain selection). Selectors, at 1%, 5% and 10% of the pool:
+
+    gtp-omp      non-negative OMP (jdps.gtp.select, method 'omp'), weights = its NNLS weights
+    gtp-cosamp   non-negative CoSaMP (10 rounds at most); only for k <= `cosamp_max_k` (100): its NNLS on
+                 a union of up to 3k atoms is too slow for larger k on a 2-core machine
+    gradmatch    GradMatch's OMP (ridge 0.5) on the same features
+    topk         the k rows of largest correlation with the mean row (LESS / TracIn style), weight 1
+    random       k uniform random examples, weight 1
+    full         the whole pool, weight 1
+
+Training: a fresh MLP (seed s + 1000) trains on the subset with its weights, the loss self-normalised by the
+weights of each batch (`normalize='weights'`), Adam(1e-3), batch 64, for about `steps` steps whatever
+the subset size (epochs = round(steps / max(1, k // 64))). Reported: test accuracy (%) as mean ± std over
+the seeds; for the dup pool also how many selected examples are planted copies, and how many are
+redundant (a second or later pick from one group of near-duplicates).
+
+    python experiments/gtp_coreset.py                       # both pools, 3 seeds
+    python experiments/gtp_coreset.py --seeds 0 --pools dup --fractions 0.01
+
+writes `<out>.md` and `<out>.json`; `--out` defaults to experiments/results/gtp_coreset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import command_line, markdown_table, mean_std, write_report  # noqa: E402
+
+METHODS = ("gtp-omp", "gtp-cosamp", "gradmatch", "topk", "random")
+OUT = Path(__file__).resolve().parent / "results" / "gtp_coreset"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Pool size, duplicates, model, warm-up, features and training budget."""
+
+    n_pool: int = 5_000
+    n_dup_groups: int = 250
+    copies: int = 5
+    dup_noise: float = 0.01
+    hidden: tuple[int, ...] = (128,)
+    warmup_epochs: int = 3
+    d: int = 512
+    cosamp_max_k: int = 100
+    steps: int = 500
+    batch_size: int = 64
+
+
+def make_pool(setup: Setup, seed: int, dup: bool, train=None):
+    """(x [N, 28, 28, 1], y [N], group [N]): the pool, group g >= 0 marking the copies of planted image g
+    (the original included), -1 elsewhere."""
+    from jdps.data.catalogue import load
+
+    train = load("fashion_mnist", "train") if train is None else train
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.permutation(len(train.x))[: setup.n_pool])
+    x, y = np.asarray(train.x)[pick], np.asarray(train.y)[pick]
+    group = np.full(len(x), -1, np.int64)
+    if dup:
+        originals = np.sort(rng.choice(len(x), setup.n_dup_groups, replace=False))
+        group[originals] = np.arange(setup.n_dup_groups)
+        extra = np.repeat(originals, setup.copies - 1)
+        noisy = np.clip(x[extra] + rng.normal(0, setup.dup_noise, x[extra].shape), 0, 1).astype(np.float32)
+        x, y = np.concatenate([x, noisy]), np.concatenate([y, y[extra]])
+        group = np.concatenate([group, group[extra]])
+    return x, y, group
+
+
+def duplicates(indices, group) -> tuple[int, int]:
+    """(selected examples that are planted copies, redundant picks: sum over groups of max(0, picks - 1))."""
+    g = np.asarray(group)[np.asarray(indices, np.int64)]
+    g = g[g >= 0]
+    return int(len(g)), int(len(g) - len(np.unique(g)))
+
+
+def select(method: str, state, k: int, seed: int):
+    """(indices [<= k], weights, info) by `method` on the GTP state (features, mean-row target)."""
+    from jdps import gtp
+
+    if method == "random":
+        idx = np.sort(np.random.default_rng(seed).choice(len(state.features), k, replace=False))
+        return idx, np.ones(k), {}
+    name = {"gtp-omp": "omp", "gtp-cosamp": "cosamp", "gradmatch": "gradmatch", "topk": "topk"}[method]
+    sel = gtp.select(state, budget=k, method=name)
+    return np.asarray(sel.indices), np.asarray(sel.weights), sel.info
+
+
+def train_subset(task, params, data, test, idx, w, setup: Setup, seed: int) -> float:
+    """Test accuracy of the MLP trained on rows idx of data with weights w (self-normalised per batch)."""
+    import optax
+
+    from jdps.train import evaluate, train
+
+    weights = np.zeros(len(data["x"]), np.float32)
+    weights[idx] = w
+    epochs = max(1, round(setup.steps / max(1, len(idx) // setup.batch_size)))
+    out = train(task, params, data, key=seed, epochs=epochs, batch_size=setup.batch_size,
+                optimizer=optax.adam(1e-3), indices=np.sort(idx), weights=weights, normalize="weights")
+    return evaluate(task, out.params, test)["accuracy"]
+
+
+def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train=None, test=None) -> list[dict]:
+    """Every method at every fraction on one pool draw; one record each (plus `full`)."""
+    import optax
+
+    from jdps import gtp
+    from jdps.data.catalogue import load
+    from jdps.models.mlp import mlp_task
+    from jdps.train import train as fit_model
+
+    x, y, group = make_pool(setup, seed, pool == "dup", train)
+    test = load("fashion_mnist", "test") if test is None else test
+    test = {"x": np.asarray(test.x), "y": np.asarray(test.y)}
+    data = {"x": x, "y": y}
+    task, params = mlp_task(seed, 28 * 28, setup.hidden, 10)
+    t = time.perf_counter()
+    checkpoints, p, opt = [], params, optax.adam(1e-3)
+    for epoch in range(setup.warmup_epochs):
+        p = fit_model(task, p, data, key=seed * 100 + epoch, epochs=1, batch_size=128, optimizer=opt).params
+        checkpoints.append(p)
+    state = gtp.fit(task, checkpoints, data, d=setup.d, key=seed, method="factored")
+    feature_s = time.perf_counter() - t
+    log(f"[{pool} seed {seed}] features {state.features.shape} in {feature_s:.0f}s")
+    _, init = mlp_task(seed + 1000, 28 * 28, setup.hidden, 10)
+    records = []
+    full_acc = train_subset(task, init, data, test, np.arange(len(x)), np.ones(len(x)), setup, seed)
+    records.append({"pool": pool, "seed": seed, "method": "full", "fraction": 1.0, "k": len(x), "count": len(x),
+                    "accuracy": full_acc, "copies": int((group >= 0).sum()), "redundant":
+                    int((group >= 0).sum() - len(np.unique(group[group >= 0]))), "seconds": 0.0})
+    log(records[-1])
+    for fraction in fractions:
+        k = int(np.ceil(fraction * len(x)))
+        for method in methods:
+            if method == "gtp-cosamp" and k > setup.cosamp_max_k:
+                continue
+            t = time.perf_counter()
+            idx, w, info = select(method, state, k, seed)
+            seconds = time.perf_counter() - t
+            copies, redundant = duplicates(idx, group)
+            acc = train_subset(task, init, data, test, idx, w, setup, seed)
+            records.append({"pool": pool, "seed": seed, "method": method, "fraction": fraction, "k": k,
+                            "count": len(idx), "accuracy": acc, "copies": copies, "redundant": redundant,
+                            "seconds": seconds, "stop_reason": info.get("stop_reason", "-"),
+                            "relative_residual": info.get("relative_residual")})
+            log(records[-1])
+    return records
+
+
+def table(records, setup: Setup, command: str) -> str:
+    """The report: accuracy per pool, method and fraction; duplicates picked on the dup pool."""
+    seeds = sorted({r["seed"] for r in records})
+    lines = ["# GTP experiment 2: in-domain coresets of Fashion-MNIST", "", f"Command: `{command}`  ",
+             f"Seeds: {seeds} ({len(seeds)}); setup: {asdict(setup)}.", "",
+             "Test accuracy (%) of the MLP trained on each (weighted) subset, mean ± std over seeds; "
+             "selection time in seconds (pursuit only; the features are shared).", ""]
+    for pool in ("clean", "dup"):
+        rs = [r for r in records if r["pool"] == pool]
+        if not rs:
+            continue
+        fractions = sorted({r["fraction"] for r in rs if r["method"] != "full"})
+        methods = [m for m in METHODS if any(r["method"] == m for r in rs)]
+        n = rs[0]["k"] if rs[0]["method"] == "full" else "?"
+        title = "pool without duplicates" if pool == "clean" else (
+            f"pool with planted near-duplicates ({setup.n_dup_groups} images x {setup.copies} copies)")
+        lines += [f"## {title}, N = {n}", ""]
+        full = [r["accuracy"] for r in rs if r["method"] == "full"]
+        header = ["method"] + [f"{100 * f:g}%" for f in fractions]
+        rows = [["full pool"] + [mean_std(full)] * len(fractions)]
+        for m in methods:
+            row = [m]
+            for f in fractions:
+                acc = [r["accuracy"] for r in rs if r["method"] == m and r["fraction"] == f]
+                row.append(mean_std(acc) if acc else "not run")
+            rows.append(row)
+        lines += [markdown_table(header, rows), ""]
+        stops = {}
+        for r in rs:
+            if r["method"] in ("gtp-omp", "gtp-cosamp", "gradmatch"):
+                stops.setdefault((r["method"], r["fraction"]), []).append(
+                    f"{r['count']}/{r['k']} {r['stop_reason']}, |r|/|b| {r['relative_residual']:.3f}")
+        lines += ["Atoms supported / budget and stop reason (first seed): " + "; ".join(
+            f"{m} {100 * f:g}%: {v[0]}" for (m, f), v in stops.items()) + ".", ""]
+        if pool == "dup":
+            lines += ["Planted copies among the selected (mean over seeds): copies / redundant (a second or "
+                      "later pick from the same group of near-duplicates).", ""]
+            rows = []
+            for m in methods:
+                row = [m]
+                for f in fractions:
+                    rr = [r for r in rs if r["method"] == m and r["fraction"] == f]
+                    if not rr:
+                        row.append("not run")
+                        continue
+                    row.append(f"{np.mean([r['copies'] for r in rr]):.1f} / {np.mean([r['redundant'] for r in rr]):.1f}"
+                               f" of {rr[0]['k']}")
+                rows.append(row)
+            lines += [markdown_table(header, rows), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pools", nargs="+", default=["clean", "dup"], choices=["clean", "dup"])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--n-pool", type=int, default=Setup.n_pool)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    setup = replace(Setup(), n_pool=args.n_pool)
+    records = []
+    for seed in args.seeds:
+        for pool in args.pools:
+            records += run(pool, seed, args.fractions, args.methods, setup, log=print)
+            report = table(records, setup, command_line("experiments/gtp_coreset.py", argv))
+            write_report(args.out, report, {"setup": asdict(setup), "records": records})
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
