@@ -52,8 +52,15 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
 
-from experiments.common import (command_line, kept_size, markdown_table, mean_std,  # noqa: E402
-                                overrides, run_named_baseline, write_report)
+from experiments.common import (
+    command_line,
+    kept_size,
+    markdown_table,
+    mean_std,
+    overrides,
+    run_named_baseline,
+    write_report,
+)
 
 BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn")
 BADS = {"log_z": "contrastive", "theta_loss": "self_normalised", "rho": 0.05, "lr": 5.0, "temperature": 1e-3,
@@ -189,13 +196,13 @@ def table(records: list[dict], counts: dict, setup: Setup, command: str, config:
     for m in (m for m in methods if m in VARIANTS):
         rows.append([f"{m} (final θ)"] + [mean_std(_pick(records, k, m, "balanced_accuracy_final")) for k in sizes])
     lines = [f"# Experiment 2: balancing long-tailed Fashion-MNIST\n\nCommand: `{command}`\n",
-             f"Setup: Fashion-MNIST training split, long tail with imbalance ratio {setup.ratio:g} "
+             (f"Setup: Fashion-MNIST training split, long tail with imbalance ratio {setup.ratio:g} "
              f"({int(count.sum()):,} examples, {int(count[0]):,} ... {int(count[-1])} per class), balanced meta "
              f"sets of {', '.join(map(str, sizes))} examples per class; MLP 784-{'-'.join(map(str, setup.hidden))}-10, "
              f"{setup.epochs} epochs of batch {setup.batch_size} ({setup.epochs * (int(count.sum()) // setup.batch_size):,}"
              f" steps) for every method; baselines Adam({setup.adam_lr:g}); seeds {seeds}. Balanced test accuracy "
              "(%) on the official 10,000 test images, mean ± std over the seeds; BADS rows predict with the "
-             "posterior average over its theta samples, the (final θ) rows with the last theta.\n",
+             "posterior average over its theta samples, the (final θ) rows with the last theta.\n"),
              f"BADS configuration: `{config}` (and burn_in = {setup.burn_in_epochs} epochs).\n",
              markdown_table(["method"] + [f"{k} / class" for k in sizes], rows)]
     if "bads" in methods and "uniform" in methods:

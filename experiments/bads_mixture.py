@@ -35,8 +35,14 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
 
-from experiments.bads_text import BADS, corpus, domain_means, lm_task, sample_bads  # noqa: E402
-from experiments.common import command_line, markdown_table, mean_std, overrides, write_report  # noqa: E402
+from experiments.bads_text import BADS, corpus, domain_means, lm_task, sample_bads
+from experiments.common import (
+    command_line,
+    markdown_table,
+    mean_std,
+    overrides,
+    write_report,
+)
 
 SOURCES = ("kjv", "brown", "ham", "spam")
 OUT = Path(__file__).resolve().parent / "results" / "bads_mixture"
@@ -143,18 +149,18 @@ def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
         rows.append([t, *cells, "yes" if setup.sources[top] == t else f"no ({setup.sources[top]})"])
     windows = setup.per_source * len(setup.sources)
     lines = [f"# Experiment 4: mixture tuning with BADS weights per source\n\nCommand: `{command}`\n",
-             f"Setup: sources {', '.join(setup.sources)}; for each target, {setup.per_source} training windows of "
+             (f"Setup: sources {', '.join(setup.sources)}; for each target, {setup.per_source} training windows of "
              f"{setup.length} bytes from every source ({windows:,} in all) and {setup.meta_windows} meta windows from "
              f"a held-out {setup.held_out:.0%} of the target's documents. Transformer LM d_model {setup.d_model}, "
              f"{setup.n_layers} layers, {setup.n_heads} heads; {setup.epochs} epochs of batch {setup.batch_size} "
-             f"({setup.epochs * (windows // setup.batch_size):,} steps); seeds {seeds}.\n",
+             f"({setup.epochs * (windows // setup.batch_size):,} steps); seeds {seeds}.\n"),
              f"BADS configuration: `{config}` (and burn_in = {setup.burn_in_epochs} epochs).\n",
-             "Mean posterior BADS weight of each source's training windows (mean ± std over the seeds; the "
-             "highest of each row in bold):\n",
+             ("Mean posterior BADS weight of each source's training windows (mean ± std over the seeds; the "
+             "highest of each row in bold):\n"),
              markdown_table(["meta set from", *setup.sources, "target highest?"], rows), "",
              f"Expected result, the target source gets the highest mean weight: {met} of {len(targets)} targets.",
-             "", "Seconds a run (mean; 2 CPU cores, shared): "
-             f"{np.mean([r['seconds'] for r in records]):.0f}"]
+             "", ("Seconds a run (mean; 2 CPU cores, shared): "
+             f"{np.mean([r['seconds'] for r in records]):.0f}")]
     return "\n".join(lines) + "\n"
 
 

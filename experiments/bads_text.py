@@ -47,8 +47,15 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
 
-from experiments.common import (command_line, kept_size, markdown_table, mean_std,  # noqa: E402
-                                overrides, run_named_baseline, write_report)
+from experiments.common import (
+    command_line,
+    kept_size,
+    markdown_table,
+    mean_std,
+    overrides,
+    run_named_baseline,
+    write_report,
+)
 
 BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn", "oracle")
 METHODS = ("bads", *BASELINES)
@@ -260,7 +267,10 @@ def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
     """The Markdown report: target test loss per method, BADS's mean weight per domain, the timings."""
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
     seeds = sorted({r["seed"] for r in records})
-    pick = lambda m, key="loss": [r[key] for r in records if r["method"] == m]  # noqa: E731
+
+    def pick(m, key="loss"):
+        return [r[key] for r in records if r["method"] == m]
+
     rows = []
     for m in methods:
         rows.append(["bads (θ samples)" if m == "bads" else m, mean_std(pick(m), 1.0, 3)])
@@ -268,13 +278,13 @@ def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
             rows.append(["bads (final θ)", mean_std(pick(m, "loss_final"), 1.0, 3)])
     n = setup.epochs * (setup.train_per_domain * len(setup.domains) // setup.batch_size)
     lines = [f"# Experiment 3: efficient learning on text\n\nCommand: `{command}`\n",
-             f"Setup: {len(setup.domains)} domains ({', '.join(setup.domains)}), {setup.train_per_domain} training "
+             (f"Setup: {len(setup.domains)} domains ({', '.join(setup.domains)}), {setup.train_per_domain} training "
              f"windows of {setup.length} bytes each; target {setup.target!r}: {setup.meta_windows} meta windows "
              f"from {setup.meta_docs} held-out documents, {setup.test_windows} test windows from {setup.test_docs} "
              f"others. Transformer LM d_model {setup.d_model}, {setup.n_layers} layers, {setup.n_heads} heads; "
              f"{setup.epochs} epochs of batch {setup.batch_size} ({n:,} steps) for every method; baselines "
              f"Adam({setup.adam_lr:g}); seeds {seeds}. Target-domain test loss (nats per byte, lower is better), "
-             "mean ± std over the seeds.\n",
+             "mean ± std over the seeds.\n"),
              f"BADS configuration: `{config}` (and burn_in = {setup.burn_in_epochs} epochs).\n",
              markdown_table(["method", f"{setup.target} test loss"], rows)]
     if "bads" in methods:

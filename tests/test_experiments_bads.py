@@ -139,7 +139,10 @@ def test_text_draw_keeps_meta_and_test_documents_apart():
     np.testing.assert_array_equal(np.bincount(train.columns["domain"]), np.full(5, setup.train_per_domain))
     assert (meta.columns["domain"] == t).all() and len(meta) == setup.meta_windows
     assert (test.columns["domain"] == t).all() and len(test) == setup.test_windows
-    doc = lambda d: {i.split("@")[0] for i in d.ids}  # noqa: E731  ids are "doc_id@start"
+
+    def doc(d):  # ids are "doc_id@start"
+        return {i.split("@")[0] for i in d.ids}
+
     assert not doc(meta) & doc(train) and not doc(test) & doc(train) and not doc(meta) & doc(test)
     assert len(doc(meta)) <= setup.meta_docs and len(doc(test)) <= setup.test_docs
 
