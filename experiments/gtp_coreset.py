@@ -171,8 +171,8 @@ def table(records, setup: Setup, command: str) -> str:
     seeds = sorted({r["seed"] for r in records})
     lines = ["# GTP experiment 2: in-domain coresets of Fashion-MNIST", "", f"Command: `{command}`  ",
              f"Seeds: {seeds} ({len(seeds)}); setup: {asdict(setup)}.", "",
-             "Test accuracy (%) of the MLP trained on each (weighted) subset, mean ± std over seeds; "
-             "selection time in seconds (pursuit only; the features are shared).", ""]
+             "Test accuracy (%) of the MLP trained on each (weighted) subset, mean ± std over seeds "
+             "(pursuit times per record in the .json).", ""]
     for pool in ("clean", "dup"):
         rs = [r for r in records if r["pool"] == pool]
         if not rs:

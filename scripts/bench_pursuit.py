@@ -155,7 +155,8 @@ def feature_throughput(sizes, length, d, log):
             seconds.append(time.perf_counter() - t)
         rows.append({"method": method, "N": list(sizes), "L": length, "d": int(f.features.shape[1]),
                      "params": n_params, "seconds": seconds,
-                     "examples_per_s": (sizes[1] - sizes[0]) / max(seconds[1] - seconds[0], 1e-9)})
+                     "examples_per_s": ((sizes[1] - sizes[0]) / (seconds[1] - seconds[0])
+                                        if seconds[1] > seconds[0] else float("nan"))})
         log(rows[-1])
     return rows
 
@@ -214,7 +215,8 @@ def report(res: dict, command: str, host: str) -> str:
         "## Trajectory feature throughput (one checkpoint)", "",
         "`jdps.features.per_example_features` of the byte-level transformer LM (d_model 64, 4 heads, 2 layers) on "
         "random token windows, batches of 256, timed at two pool sizes N1 / N2 (each call compiles its step); the "
-        "rate is (N2 - N1) / (t2 - t1); a trajectory over T checkpoints costs T times this.", "",
+        "rate is (N2 - N1) / (t2 - t1) (nan when t2 <= t1: compilation and load swamp the difference); "
+        "a trajectory over T checkpoints costs T times this.", "",
         table(["method", "N", "window L", "parameters", "feature width", "seconds (each N, with compilation)",
                "examples/s (marginal)"],
               [[r["method"], " / ".join(map(str, r["N"])), r["L"], f"{r['params']:,}", r["d"],
