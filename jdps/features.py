@@ -28,6 +28,7 @@ from jdps.data.batching import scoring_batches
 from jdps.errors import InputError
 from jdps.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.projection import check_kind, project
+from jdps.validate import as_key
 
 METHODS = ("vmap", "factored")
 CHUNK_FLOATS = 1 << 26  # default vmap(grad) chunk: at most 64M gradient floats (256 MB) at once
@@ -50,12 +51,13 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
 
     task: a `Task` (or a bare loss_fn(params, batch) -> [B]); data: a `Dataset`, a dict of arrays [N, ...]
     (cut into scoring batches of `batch_size`), or an iterable of batches that carry `index` (and `mask`,
-    False on padding), e.g. `jdps.data.batching.stream(source, B)`. key: a `jax.random` key;
+    False on padding), e.g. `jdps.data.batching.stream(source, B)`. key: a `jax.random` key or an integer seed;
     d: the feature width; chunk_size: examples per vmap(grad) chunk (method 'vmap'; default: as many as
     keep a chunk's gradients within CHUNK_FLOATS). A task without a model view cannot use 'factored'
     and falls back to 'vmap' with a warning.
     """
     task = fa.as_task(task)
+    key = as_key(key)
     check_kind(kind)
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; pass one of {METHODS}")
