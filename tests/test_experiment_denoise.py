@@ -68,3 +68,14 @@ def test_smoke_run_writes_the_table_json_and_histogram(sym60, tmp_path, monkeypa
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["setup"]["n_train"] == 600 and len(saved["runs"]) == 5
     assert (tmp_path / "run_weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_and_tune_print_their_tables(sym60, monkeypatch):
+    train, meta, test = sym60
+    monkeypatch.setattr(exp, "make_data", lambda noise, setup, seed: (train, meta, test.take(np.arange(1000))))
+    report = exp.demo(0, TINY, ("uniform",), log=lambda line: None)
+    assert report.startswith("# Experiment 1") and "jdps demo" in report and "| uniform |" in report
+    monkeypatch.setattr(exp, "TUNING", {"CONFIG, lr 0.1": {"lr": 0.1}, "library defaults": {}})
+    report = exp.tune(TINY, 0, "cmd", log=lambda line: None)
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
+    assert len(rows) == 3 and rows[1].startswith("| CONFIG, lr 0.1 | ") and rows[2].startswith("| library defaults | ")
