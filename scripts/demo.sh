@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: install jdps and its data, check the datasets, and run a short training run on
-# Fashion-MNIST. Usage: bash scripts/demo.sh
+# The main job: install jdps and its data, list the datasets, then run experiment 1 (BADS denoising
+# Fashion-MNIST at 60% symmetric label noise, against its baselines) at demo size and print the table.
+# Usage: bash scripts/demo.sh            (the full experiments: python experiments/bads_denoise.py, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/jdps demo "$@"
+.venv/bin/jdps data
+exec .venv/bin/python experiments/bads_denoise.py --demo "$@"
