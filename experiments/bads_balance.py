@@ -239,6 +239,7 @@ def figures(records: list[dict], counts: dict, out: Path) -> None:
                     lw=2.5 if m == "bads" else 1.2)
     ax.set(xscale="log", xticks=sizes, xticklabels=sizes, xlabel="meta examples per class",
            ylabel="balanced test accuracy (%)", title="Long-tailed Fashion-MNIST (ratio 100)")
+    ax.minorticks_off()
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out.parent / f"{out.name}_accuracy.png", dpi=120)
