@@ -22,7 +22,9 @@ selected leaves. Each method is an `IHVP(fit, solve)` pair, as optax pairs init 
 
 C v is summed over the fit set (a Dataset or dict of arrays, kept on the device) in batches of `batch_size`
 under lax.scan. Damping must be >= 0: exact, K-FAC and EK-FAC check at fit time that C + lambda I is not
-singular; CG and LiSSA cannot, so they need damping > 0.
+singular, i.e. some damped eigenvalue is zero up to the rounding of C in its dtype (a PSD curvature, the GGN
+or a Kronecker factorisation, has its eigenvalues clipped at 0, so any damping above that rounding level
+passes); CG and LiSSA cannot check, so they need damping > 0.
 """
 
 from __future__ import annotations
@@ -149,13 +151,22 @@ def _check_damping(damping: float, positive: bool, name: str) -> float:
 
 
 def _check_singular(s: np.ndarray, damping: float, dtype, name: str) -> None:
-    """Raise if some eigenvalue of C + lambda I is zero relative to the largest."""
+    """Raise if some eigenvalue of C + lambda I [p] is zero up to the rounding of C's entries in `dtype`
+    (an eigenvalue error of about sqrt(p) eps |C|)."""
     shifted = np.abs(s + damping)
-    tol = max(np.abs(s).max(), damping) * s.size * np.finfo(dtype).eps
+    tol = max(np.abs(s).max(), damping) * np.sqrt(s.size) * np.finfo(dtype).eps
     if shifted.min() <= tol:
         raise InputError(f"{name}: the damped curvature C + {damping} I is singular (an eigenvalue "
                          f"{(s + damping)[shifted.argmin()]:.3g}); pass damping > 0, e.g. 1e-3 x its largest "
                          f"eigenvalue ({1e-3 * np.abs(s).max():.3g})")
+
+
+@jax.jit
+def _matrix(op: Operator) -> jax.Array:
+    """C [p, p], column by column from C-vector products (compiled once per operator layout)."""
+    flat, unravel = ravel_pytree(pf.take(op.params, op.paths))
+    column = lambda e: ravel_pytree(op.mean(unravel(e)))[0]
+    return jax.lax.map(column, jnp.eye(flat.size, dtype=flat.dtype), batch_size=min(flat.size, 64))
 
 
 def exact(damping: float, *, curvature: str = "ggn") -> IHVP:
@@ -164,18 +175,14 @@ def exact(damping: float, *, curvature: str = "ggn") -> IHVP:
 
     def fit(task, params, data, paths, batch_size):
         op = operator(task, params, data, paths, batch_size, curvature)
-        flat, unravel = ravel_pytree(pf.take(params, op.paths))
+        flat, _ = ravel_pytree(pf.take(params, op.paths))
         if flat.size > MAX_EXACT:
             raise InputError(f"exact holds a [p, p] matrix and p = {flat.size} > {MAX_EXACT}; select fewer "
                              "parameters with param_filter, or use cg, lissa, kfac or ekfac")
-
-        @jax.jit
-        def matrix(op):
-            column = lambda e: ravel_pytree(op.mean(unravel(e)))[0]
-            return jax.lax.map(column, jnp.eye(flat.size, dtype=flat.dtype), batch_size=min(flat.size, 64))
-
-        c = np.asarray(matrix(op), np.float64)
+        c = np.asarray(_matrix(op), np.float64)
         s, q = np.linalg.eigh((c + c.T) / 2)
+        if curvature == "ggn":  # positive semi-definite: negative eigenvalues are rounding
+            s = np.maximum(s, 0.0)
         _check_singular(s, damping, flat.dtype, "exact")
         return {"s": jnp.asarray(s, flat.dtype), "q": jnp.asarray(q, flat.dtype)}
 
@@ -202,19 +209,19 @@ def cg(damping: float, *, curvature: str = "ggn", tol: float = 1e-6, maxiter: in
 
 def top_eigenvalue(op: Operator, key, iterations: int = 20) -> float:
     """The largest eigenvalue of C (C >= 0) by power iteration from a random start drawn from `key`."""
-    selected = pf.take(op.params, op.paths)
-    flat, unravel = ravel_pytree(selected)
+    return float(_power_iteration(op, key, iterations))
 
-    @jax.jit
-    def run(op):
-        def step(_, v):
-            w = op.mean(v)
-            return jax.tree.map(lambda a: a / jnp.sqrt(_tree_dot(w, w)), w)
-        v = unravel(jax.random.normal(key, flat.shape, flat.dtype))
-        v = jax.lax.fori_loop(0, iterations, step, jax.tree.map(lambda a: a / jnp.sqrt(_tree_dot(v, v)), v))
-        return _tree_dot(v, op.mean(v))
 
-    return float(run(op))
+@partial(jax.jit, static_argnums=2)
+def _power_iteration(op: Operator, key, iterations: int):
+    flat, unravel = ravel_pytree(pf.take(op.params, op.paths))
+
+    def step(_, v):
+        w = op.mean(v)
+        return jax.tree.map(lambda a: a / jnp.sqrt(_tree_dot(w, w)), w)
+    v = unravel(jax.random.normal(key, flat.shape, flat.dtype))
+    v = jax.lax.fori_loop(0, iterations, step, jax.tree.map(lambda a: a / jnp.sqrt(_tree_dot(v, v)), v))
+    return _tree_dot(v, op.mean(v))
 
 
 def lissa(damping: float, key, *, curvature: str = "ggn", depth: int = 1000, batch_size: int | None = None,

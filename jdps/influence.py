@@ -122,9 +122,21 @@ def query_gradient(fitted: Fitted, query, *, batch_size: int = 256) -> dict[str,
     return {p: total[p] / n for p in fitted.paths}
 
 
+@partial(jax.jit, static_argnums=0)
+def _solve(solve, state, v):
+    """solve(state, v), compiled once per iHVP method (its `solve`) and shapes."""
+    return solve(state, v)
+
+
+@partial(jax.jit, static_argnums=0)
+def _solve_rows(solve, state, g):
+    """solve(state, g_i) for every row i of the leaves of g [n, ...]."""
+    return jax.vmap(solve, in_axes=(None, 0))(state, g)
+
+
 def query_vector(fitted: Fitted, query, *, batch_size: int = 256) -> dict[str, jax.Array]:
     """v = (C + lambda I)^{-1} grad L(Q): the query gradient preconditioned once, {path: leaf}."""
-    v = jax.jit(fitted.ihvp.solve)(fitted.state, query_gradient(fitted, query, batch_size=batch_size))
+    v = _solve(fitted.ihvp.solve, fitted.state, query_gradient(fitted, query, batch_size=batch_size))
     return {p: v[p] for p in fitted.paths}
 
 
@@ -168,7 +180,7 @@ def scores(fitted: Fitted, query, train, *, normalize: bool = False, batch_size:
     task, params, paths = fitted.task, fitted.params, fitted.paths
     g_query = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch), query, batch_size,
                        "query set")
-    v = jax.jit(jax.vmap(fitted.ihvp.solve, in_axes=(None, 0)))(fitted.state, g_query)
+    v = _solve_rows(fitted.ihvp.solve, fitted.state, g_query)
     v = flatten({p: v[p] for p in paths})                                                     # [n_query, p]
     s, g_norm = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch, v), train, batch_size,
                          "training set")

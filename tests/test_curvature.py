@@ -198,3 +198,26 @@ def test_bad_factor_requests_get_clear_errors(mlp, lm):
     few = {k: v[:3] for k, v in train.items()}        # 3 examples: A [6, 6] has rank 3
     with pytest.raises(InputError, match="singular"):
         influence.fit(mlp_task, mlp_params, few, ihvp=ihvp.kfac(0.0, fisher="empirical"))
+
+
+
+def test_damping_makes_a_rank_deficient_kfac_curvature_invertible(mlp):
+    """3 examples in float32: the head's A [9, 9] (8 inputs + bias) has rank <= 3, and a damping far below
+    eps x the largest eigenvalue is still accepted (S >= 0, so S + lambda >= lambda > 0); the solve is
+    (A kron G + lambda I)^{-1} vec V computed by hand in float64 (numpy.linalg.solve), up to float32 rounding
+    amplified by the condition number (~2e6 at lambda = 1e-6)."""
+    task, params, train, _ = mlp
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    few = {"x": train["x"][:3].astype(np.float32), "y": train["y"][:3]}
+    a, delta = forward(jax.tree.map(np.asarray, params), few["x"].astype(np.float64), few["y"])[0]["head"]
+    cov_a, cov_g = a.T @ a / 3, delta.T @ delta / 3
+    assert np.linalg.matrix_rank(cov_a) <= 3
+    rng = np.random.default_rng(1)
+    v = {"head/kernel": rng.normal(size=(8, 3)).astype(np.float32), "head/bias": rng.normal(size=3).astype(np.float32)}
+    mat = np.vstack([v["head/kernel"], v["head/bias"][None]]).astype(np.float64)       # [9, 3]: kernel rows, bias
+    for damping, rtol in ((1e-3, 1e-4), (1e-6, 5e-2)):
+        fitted = influence.fit(task, params, few, ihvp=ihvp.kfac(damping, fisher="empirical"), param_filter=["head"])
+        got = fitted.ihvp.solve(fitted.state, v)
+        got = np.vstack([np.asarray(got["head/kernel"]), np.asarray(got["head/bias"])[None]])
+        want = np.linalg.solve(np.kron(cov_a, cov_g) + damping * np.eye(27), mat.reshape(-1)).reshape(9, 3)
+        assert np.abs(got - want).max() <= rtol * np.abs(want).max()

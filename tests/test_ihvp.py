@@ -143,3 +143,24 @@ def test_bad_damping_and_curvature_errors(logreg):
         influence.fit(Task.from_model(model, ce), params5, twice, ihvp=ihvp.exact(0.0))
     with pytest.raises(InputError, match="curvature='hessian'"):
         influence.fit(Task(loss_fn=task.loss_fn), params, train, ihvp=ihvp.exact(0.1))
+
+
+
+def test_exact_gauss_newton_accepts_a_small_damping_on_a_singular_curvature(logreg):
+    """A repeated input column makes the GGN singular: damping 0 is refused (above), but a damping of 1e-5 x
+    its largest eigenvalue in float32 is accepted (the GGN is PSD: its eigenvalues are clipped at 0) and the
+    solve matches numpy.linalg.solve on the hand GGN in float64, up to float32 rounding x the condition."""
+    _, _, train, *_ = logreg
+    twice = {"x": np.concatenate([train["x"], train["x"][:, :1]], axis=1).astype(np.float32), "y": train["y"]}
+    model, params = functional(LogReg(5, 3, nnx.Rngs(0)))
+    _, ggn = reference(params, twice["x"].astype(np.float64), twice["y"])            # over [W (5 x 3), b (3)]
+    assert np.linalg.matrix_rank(ggn) < len(ggn)
+    v = np.random.default_rng(2).normal(size=len(ggn))
+    damping = 1e-5 * np.linalg.eigvalsh(ggn).max()
+    fitted = influence.fit(Task.from_model(model, ce), params, twice, ihvp=ihvp.exact(damping))
+    got = fitted.ihvp.solve(fitted.state, {"head/kernel": jnp.asarray(v[:15].reshape(5, 3), jnp.float32),
+                                           "head/bias": jnp.asarray(v[15:], jnp.float32)})
+    assert got["head/kernel"].dtype == jnp.float32
+    got = np.concatenate([np.ravel(got["head/kernel"]), np.ravel(got["head/bias"])])
+    want = np.linalg.solve(ggn + damping * np.eye(len(ggn)), v)
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
