@@ -18,6 +18,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import numpy as np
@@ -42,6 +43,19 @@ class Features:
     index: np.ndarray
     method: str
     paths: tuple[str, ...]
+
+
+@partial(jax.jit, static_argnames=("task", "paths", "chunk_size", "d", "kind"))
+def _vmap_step(params, batch, key, *, task, paths, chunk_size, d, kind):
+    """[B, d]: the batch's per-example gradients (vmap(grad) in chunks), projected with `key`."""
+    return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
+                             transform=lambda g: project(flatten(g), key, d, kind))
+
+
+@partial(jax.jit, static_argnames=("task", "paths", "k", "kind"))
+def _factored_step(params, batch, key, *, task, paths, k, kind):
+    """[B, L k^2]: the batch's factored (per-layer P_in^T g P_out) projections with `key`."""
+    return fa.factored_features(task, params, batch, key=key, k=k, param_filter=paths, kind=kind)
 
 
 def per_example_features(task, params, data, *, d: int, key, method: str = "vmap", param_filter=None,
@@ -83,23 +97,18 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
             p = sum(int(np.prod(np.shape(leaf))) for leaf in pf.take(params, paths).values())
             chunk_size = max(1, CHUNK_FLOATS // p)
 
-        def features(params, batch):
-            return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
-                                     transform=lambda g: project(flatten(g), key, d, kind))
+        step = partial(_vmap_step, task=task, paths=tuple(paths), chunk_size=chunk_size, d=d, kind=kind)
     else:
         paths, dense, _ = fa.dense_selection(task, params, first, param_filter, "per_example_features")
         k = math.isqrt(d // len(dense))
         if k < 1:
             raise InputError(f"d={d} is smaller than the {len(dense)} selected Dense layers; factored features "
                              f"need d >= {len(dense)} (each layer gives k x k features, k = floor(sqrt(d / L)))")
+        step = partial(_factored_step, task=task, paths=tuple(paths), k=k, kind=kind)
 
-        def features(params, batch):
-            return fa.factored_features(task, params, batch, key=key, k=k, param_filter=paths, kind=kind)
-
-    step = jax.jit(features)
     rows, index = [], []
     for batch in itertools.chain([first], batches):
-        phi, idx = np.asarray(step(params, batch)), np.asarray(batch["index"])
+        phi, idx = np.asarray(step(params, batch, key)), np.asarray(batch["index"])
         mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
         check_finite_rows("per-example gradients (projected)", phi, idx, mask)
         rows.append(phi[mask])

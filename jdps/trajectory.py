@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -84,6 +85,13 @@ def adam_precondition(grads: dict, mu: dict, nu: dict, betas=LESS_ADAM) -> dict:
             for p, g in grads.items()}
 
 
+@partial(jax.jit, static_argnames=("task", "paths", "chunk_size", "betas", "d", "kind"))
+def _adam_step(params, mu, nu, batch, key, *, task, paths, chunk_size, betas, d, kind):
+    """[B, d]: the batch's Adam-preconditioned per-example gradients, projected with `key`."""
+    return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
+                             transform=lambda g: project(flatten(adam_precondition(g, mu, nu, betas)), key, d, kind))
+
+
 def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, batch_size, chunk_size, betas):
     """Projected Adam-preconditioned per-example gradients [N, d] (rows by ascending index), and the index."""
     batches = iter(scoring_batches(data, batch_size))
@@ -93,15 +101,11 @@ def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, b
     paths = pf.select(param_filter, params, loss_fn=task.loss_fn, batch=first)
     mu, nu = (pf.take(m, paths) for m in moments)
 
-    @jax.jit
-    def step(params, mu, nu, batch):
-        return per_example_grads(task.loss_fn, params, batch, param_filter=paths, chunk_size=chunk_size,
-                                 transform=lambda g: project(flatten(adam_precondition(g, mu, nu, betas)),
-                                                             key, d, kind))
-
     rows, index = [], []
     for batch in itertools.chain([first], batches):
-        phi, idx = np.asarray(step(params, mu, nu, batch)), np.asarray(batch["index"])
+        phi = np.asarray(_adam_step(params, mu, nu, batch, key, task=task, paths=tuple(paths),
+                                    chunk_size=chunk_size, betas=tuple(betas), d=d, kind=kind))
+        idx = np.asarray(batch["index"])
         mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
         check_finite_rows("Adam-preconditioned per-example gradients (projected)", phi, idx, mask)
         rows.append(phi[mask])
