@@ -8,6 +8,8 @@ A run saves its state every so often and, killed, resumes from the latest step t
 
 `like` is a pytree of the same structure (arrays or `jax.ShapeDtypeStruct`s, with shardings to restore
 onto a mesh). A missing, corrupt or mismatched checkpoint raises `CheckpointError` naming the step and the fix.
+
+    params_list = load_params(["run/ckpt", "epoch3.npz"], params)   # model parameters, as the command lines read them
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from jdps.errors import CheckpointError
+from jdps import param_filter as pf
+from jdps.errors import CheckpointError, InputError
 
 
 class Checkpoints:
@@ -61,6 +65,46 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _from_npz(path: Path, template):
+    """Params shaped like `template` from an npz keyed by '/'-joined parameter paths."""
+    with np.load(path, allow_pickle=False) as f:
+        stored = {k: f[k] for k in f.files}
+    want = pf.flat(template)
+    missing = [p for p in want if p not in stored]
+    if missing:
+        raise InputError(f"checkpoint {path} lacks parameters {missing[:5]} (it holds {sorted(stored)[:5]}...); "
+                         "save it with np.savez(path, **jdps.param_filter.flat(params)) from the same model "
+                         "(--model, --hidden)")
+    bad = [(p, stored[p].shape, np.shape(v)) for p, v in want.items() if stored[p].shape != np.shape(v)]
+    if bad:
+        p, got, need = bad[0]
+        raise InputError(f"checkpoint {path}: parameter {p} has shape {got} but the model needs {need}; pass the "
+                         "--model and --hidden the checkpoint was trained with")
+    return pf.put(template, {p: stored[p].astype(np.asarray(v).dtype) for p, v in want.items()})
+
+
+def load_params(paths, template, *, latest: bool = False) -> list:
+    """Params pytrees shaped like `template` from `.npz` files (keyed by '/'-joined parameter paths, as
+    `np.savez(path, **jdps.param_filter.flat(params))` writes them) and `Checkpoints` directories (every
+    saved step in order, or only the latest with latest=True), in the order of `paths`."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            ckpt = Checkpoints(p, max_to_keep=None)
+            steps = ckpt.steps()
+            if not steps:
+                ckpt.close()
+                raise InputError(f"{p} holds no checkpoint steps; pass a directory written by "
+                                 "jdps.checkpoint.Checkpoints(dir).save(step, params), or .npz files")
+            out += [ckpt.restore(step, template) for step in (steps[-1:] if latest else steps)]
+            ckpt.close()
+        elif p.is_file():
+            out.append(_from_npz(p, template))
+        else:
+            raise InputError(f"no checkpoint {p}: pass .npz parameter files or Checkpoints directories")
+    return out
 
 
 def _is_key(x) -> bool:

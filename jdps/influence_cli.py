@@ -119,20 +119,9 @@ def _params(args, task, template, data: dict):
     """The parameters of --params (an npz or the latest step of a Checkpoints directory), else `template`
     trained for --epochs on `data`."""
     if args.params:
-        path = Path(args.params)
-        if path.is_dir():
-            from jdps.checkpoint import Checkpoints
+        from jdps.checkpoint import load_params
 
-            ckpt = Checkpoints(path, max_to_keep=None)
-            step, params = ckpt.restore_latest(template)
-            ckpt.close()
-            if step is None:
-                raise InputError(f"{path} holds no checkpoint steps; pass a directory written by "
-                                 "jdps.checkpoint.Checkpoints(dir).save(step, params), or an .npz file")
-            return params
-        from jdps.pursuit_cli import load_checkpoints
-
-        return load_checkpoints([path], template)[0]
+        return load_params([args.params], template, latest=True)[0]
     import optax
 
     from jdps.train import train

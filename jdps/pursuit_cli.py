@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jdps import param_filter as pf
 from jdps import pursuit
+from jdps.checkpoint import load_params
 from jdps.errors import InputError
 
 MLP_HIDDEN = "256,128"
@@ -52,44 +52,6 @@ def _task(args, x_shape: tuple[int, ...], num_classes: int):
     return cnn_task(args.seed, in_shape, num_classes)
 
 
-def _from_npz(path: Path, template):
-    """Params shaped like `template` from an npz keyed by '/'-joined parameter paths."""
-    with np.load(path, allow_pickle=False) as f:
-        stored = {k: f[k] for k in f.files}
-    want = pf.flat(template)
-    missing = [p for p in want if p not in stored]
-    if missing:
-        raise InputError(f"checkpoint {path} lacks parameters {missing[:5]} (it holds {sorted(stored)[:5]}...); "
-                         "save it with np.savez(path, **jdps.param_filter.flat(params)) from the same model "
-                         "(--model, --hidden)")
-    bad = [(p, stored[p].shape, np.shape(v)) for p, v in want.items() if stored[p].shape != np.shape(v)]
-    if bad:
-        p, got, need = bad[0]
-        raise InputError(f"checkpoint {path}: parameter {p} has shape {got} but the model needs {need}; pass the "
-                         "--model and --hidden the checkpoint was trained with")
-    return pf.put(template, {p: stored[p].astype(np.asarray(v).dtype) for p, v in want.items()})
-
-
-def load_checkpoints(paths, template) -> list:
-    """Params pytrees from `.npz` files and `jdps.checkpoint.Checkpoints` directories (every step, in order)."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            from jdps.checkpoint import Checkpoints
-
-            ckpt = Checkpoints(p, max_to_keep=None)
-            if not ckpt.steps():
-                raise InputError(f"{p} holds no checkpoint steps; pass a directory written by "
-                                 "jdps.checkpoint.Checkpoints(dir).save(step, params), or .npz files")
-            out += [ckpt.restore(step, template) for step in ckpt.steps()]
-            ckpt.close()
-        elif p.is_file():
-            out.append(_from_npz(p, template))
-        else:
-            raise InputError(f"no checkpoint {p}: pass .npz parameter files or Checkpoints directories")
-    return out
-
-
 def _cmd_features(args) -> int:
     from jdps import trajectory
     from jdps.data.user_arrays import load_npz
@@ -105,7 +67,7 @@ def _cmd_features(args) -> int:
     labels = [pool.y] + ([target.y] if target is not None else [])
     num_classes = args.num_classes or 1 + max(int(y.max()) for y in labels)
     task, template = _task(args, pool.x.shape[1:], num_classes)
-    checkpoints = load_checkpoints(args.checkpoints, template)
+    checkpoints = load_params(args.checkpoints, template)
     weights = _csv(args.checkpoint_weights, float, "--checkpoint-weights") if args.checkpoint_weights else None
     options = {"d": args.d, "key": args.seed, "checkpoint_weights": weights, "shared_projection": args.shared_projection,
                "normalize": args.normalize, "method": args.method, "param_filter": args.param_filter,
