@@ -10,6 +10,8 @@
     markdown_table(header, rows)         a Markdown table from a header row and rows of cells
     command_line(script, argv)           the exact command that made a report
     write_report(out, report, payload)   <out>.md (the report) and <out>.json (the payload)
+    plot_by_fraction(panels, path, ylabel)  one panel per record set: mean ± std of a value against the
+                                         selected fraction (log x), one line per method, the full pool dashed
 """
 
 from __future__ import annotations
@@ -94,3 +96,33 @@ def write_report(out: Path, report: str, payload: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(report)
     out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def plot_by_fraction(panels, path: Path, ylabel: str) -> None:
+    """panels: [(title, records, methods, value)], value(record) -> float; records carry 'method' and
+    'fraction' (the method 'full' is drawn as a dashed line). Writes a small PNG to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, records, methods, value) in zip(axes[0], panels):
+        for m in methods:
+            fractions = sorted({r["fraction"] for r in records if r["method"] == m})
+            if not fractions:
+                continue
+            v = [np.array([value(r) for r in records if r["method"] == m and r["fraction"] == f]) for f in fractions]
+            ax.errorbar(100 * np.array(fractions), [a.mean() for a in v], yerr=[a.std() for a in v], marker="o",
+                        ms=4, capsize=3, label=m)
+        full = [value(r) for r in records if r["method"] == "full"]
+        if full:
+            ax.axhline(np.mean(full), color="k", ls="--", lw=1, label="full pool")
+        ax.set_xscale("log")
+        ax.set_xlabel("selected (% of the pool)")
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -11,9 +11,13 @@ Features: the transformer LM (d_model 32, 2 layers, 2 heads; seed s) warms up on
 `warmup_epochs` (2) epochs (Adam(1e-3), batch 32); the parameters after each epoch are the checkpoints.
 `jdps.gtp.fit(..., target_data=target, method='factored', d=256)` gives the pool's trajectories A and the
 target's mean trajectory b. Selectors at 0.5%, 1% and 5% of the pool: `gtp-omp` (non-negative OMP,
-its weights), `gtp-cosamp` (k <= `cosamp_max_k` only), `less` (top-k by cosine a_i . b / |a_i|, weight 1),
-`random` (weight 1); and `full` (the whole pool). A fresh LM (seed s + 1000) trains on each subset for
-about `steps` (300) steps of batch 16, loss self-normalised by the batch's weights.
+its weights), `gtp-omp-unit` (the same selection trained with weight 1), `gtp-cosamp` (k <= `cosamp_max_k`
+= 120 only), `less` (top-k by cosine a_i . b / |a_i|, weight 1),
+`random` (weight 1); and `full` (the whole pool). Two training protocols per subset, loss self-normalised
+by the batch's weights, batch 16: `scratch`, a fresh LM (seed s + 1000) for about `steps` (300) steps at lr
+1e-3; `finetune`, the warm-up model (the last checkpoint, itself trained on the whole pool) for about
+`finetune_steps` (50) steps at lr 3e-4, the use GTP and LESS select data for; the warm-up model's own loss
+is reported as the row `warm-up model`.
 
 Reported: the mean next-token loss (nats per byte) on the target's test windows, mean ± std over seeds,
 and the share of each selection drawn from the target domain.
@@ -21,7 +25,8 @@ and the share of each selection drawn from the target domain.
     python experiments/gtp_text.py                   # 3 seeds
     python experiments/gtp_text.py --seeds 0
 
-writes `<out>.md` and `<out>.json`; `--out` defaults to experiments/results/gtp_text.
+writes `<out>.md`, `<out>.json` and `<out>.png` (target loss against the fraction); `--out` defaults to
+experiments/results/gtp_text.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import command_line, markdown_table, mean_std, write_report  # noqa: E402
+from experiments.common import command_line, markdown_table, mean_std, plot_by_fraction, write_report  # noqa: E402
 
-METHODS = ("gtp-omp", "gtp-cosamp", "less", "random")
+METHODS = ("gtp-omp", "gtp-omp-unit", "gtp-cosamp", "less", "random")
 OUT = Path(__file__).resolve().parent / "results" / "gtp_text"
 
 
@@ -63,7 +68,9 @@ class Setup:
     d: int = 256
     steps: int = 300
     batch_size: int = 16
-    cosamp_max_k: int = 64
+    cosamp_max_k: int = 120
+    finetune_steps: int = 50
+    finetune_lr: float = 3e-4
 
 
 def make_data(setup: Setup, seed: int):
@@ -84,17 +91,19 @@ def lm(setup: Setup, seed: int):
                                n_layers=setup.n_layers, max_len=setup.length)
 
 
-def train_subset(task, params, pool, test, idx, w, setup: Setup, seed: int) -> float:
-    """Target test loss of the LM trained on rows idx of pool with weights w (self-normalised per batch)."""
+def train_subset(task, params, pool, test, idx, w, setup: Setup, seed: int, protocol: str = "scratch") -> float:
+    """Target test loss of the LM trained on rows idx of pool with weights w (self-normalised per batch):
+    about `steps` steps at lr 1e-3 (scratch), or `finetune_steps` at `finetune_lr` (finetune)."""
     import optax
 
     from jdps.train import evaluate, train
 
+    steps, lr = (setup.steps, 1e-3) if protocol == "scratch" else (setup.finetune_steps, setup.finetune_lr)
     weights = np.zeros(len(pool["x"]), np.float32)
     weights[idx] = w
-    epochs = max(1, round(setup.steps / max(1, len(idx) // setup.batch_size)))
+    epochs = max(1, round(steps / max(1, len(idx) // setup.batch_size)))
     out = train(task, params, pool, key=seed, epochs=epochs, batch_size=setup.batch_size,
-                optimizer=optax.adam(1e-3), indices=np.sort(idx), weights=weights, normalize="weights")
+                optimizer=optax.adam(lr), indices=np.sort(idx), weights=weights, normalize="weights")
     return evaluate(task, out.params, test)["loss"]
 
 
@@ -103,6 +112,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None) -> li
     import optax
 
     from jdps import gtp
+    from jdps.train import evaluate
     from jdps.train import train as fit_model
 
     pool_ds, target_ds, test_ds = make_data(setup, seed) if data is None else data
@@ -118,12 +128,17 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None) -> li
         checkpoints.append(p)
     state = gtp.fit(task, checkpoints, pool, d=setup.d, key=seed, target_data=target, method="factored")
     log(f"[seed {seed}] features {state.features.shape} in {time.perf_counter() - t:.0f}s")
-    _, init = lm(setup, seed + 1000)
+    _, fresh = lm(setup, seed + 1000)
+    inits = {"scratch": fresh, "finetune": checkpoints[-1]}
     n = len(pool["x"])
-    records = [{"seed": seed, "method": "full", "fraction": 1.0, "k": n, "count": n,
-                "loss": train_subset(task, init, pool, test, np.arange(n), np.ones(n), setup, seed),
-                "target_share": float((domain == target_domain).mean())}]
-    log(records[-1])
+    share = float((domain == target_domain).mean())
+    records = [{"seed": seed, "protocol": "finetune", "method": "warm-up model", "fraction": 0.0, "k": 0,
+                "count": 0, "loss": evaluate(task, checkpoints[-1], test)["loss"], "target_share": share}]
+    for protocol, init in inits.items():
+        records.append({"seed": seed, "protocol": protocol, "method": "full", "fraction": 1.0, "k": n, "count": n,
+                        "loss": train_subset(task, init, pool, test, np.arange(n), np.ones(n), setup, seed, protocol),
+                        "target_share": share})
+        log(records[-1])
     for fraction in fractions:
         k = int(np.ceil(fraction * n))
         for method in methods:
@@ -132,41 +147,63 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None) -> li
             if method == "random":
                 idx, w, info = np.sort(np.random.default_rng(seed).choice(n, k, replace=False)), np.ones(k), {}
             else:
-                options = {"gtp-omp": {"method": "omp"}, "gtp-cosamp": {"method": "cosamp"},
-                           "less": {"method": "topk", "score": "cosine"}}[method]
+                options = {"gtp-omp": {"method": "omp"}, "gtp-omp-unit": {"method": "omp"},
+                           "gtp-cosamp": {"method": "cosamp"}, "less": {"method": "topk", "score": "cosine"}}[method]
                 sel = gtp.select(state, budget=k, **options)
                 idx, w, info = np.asarray(sel.indices), np.asarray(sel.weights), sel.info
-            loss = train_subset(task, init, pool, test, idx, w, setup, seed)
-            records.append({"seed": seed, "method": method, "fraction": fraction, "k": k, "count": len(idx),
-                            "loss": loss, "target_share": float((domain[idx] == target_domain).mean()),
-                            "stop_reason": info.get("stop_reason", "-")})
-            log(records[-1])
+                if method == "gtp-omp-unit":  # the same selection trained with weight 1: selection without weighting
+                    w = np.ones_like(w)
+            for protocol, init in inits.items():
+                loss = train_subset(task, init, pool, test, idx, w, setup, seed, protocol)
+                records.append({"seed": seed, "protocol": protocol, "method": method, "fraction": fraction, "k": k,
+                                "count": len(idx), "loss": loss,
+                                "target_share": float((domain[idx] == target_domain).mean()),
+                                "stop_reason": info.get("stop_reason", "-")})
+                log(records[-1])
     return records
 
 
 def table(records, setup: Setup, command: str) -> str:
     """Target test loss per method and fraction, and the target domain's share of each selection."""
     seeds = sorted({r["seed"] for r in records})
-    fractions = sorted({r["fraction"] for r in records if r["method"] != "full"})
+    fractions = sorted({r["fraction"] for r in records if r["method"] not in ("full", "warm-up model")})
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    full = [r for r in records if r["method"] == "full"]
     header = ["method"] + [f"{100 * f:g}%" for f in fractions]
+    titles = {"scratch": f"Scratch: a fresh LM trained on each subset for about {setup.steps} steps (lr 1e-3)",
+              "finetune": f"Fine-tune: the warm-up model trained on each subset for about {setup.finetune_steps} "
+                          f"more steps (lr {setup.finetune_lr:g})"}
 
-    def cell(m, f, key, scale, digits):
-        v = [r[key] for r in records if r["method"] == m and r["fraction"] == f]
-        return mean_std(v, scale, digits) if v else "not run"
+    def rows(protocol, key, scale, digits):
+        mine = [r for r in records if r.get("protocol", "scratch") == protocol]
 
-    loss_rows = [["full pool"] + [mean_std([r["loss"] for r in full], 1, 3)] * len(fractions)]
-    loss_rows += [[m] + [cell(m, f, "loss", 1, 3) for f in fractions] for m in methods]
-    share_rows = [["full pool"] + [mean_std([r["target_share"] for r in full], 100, 1)] * len(fractions)]
-    share_rows += [[m] + [cell(m, f, "target_share", 100, 1) for f in fractions] for m in methods]
-    return "\n".join([
-        "# GTP experiment 1: target-domain selection on text", "", f"Command: `{command}`  ",
-        f"Seeds: {seeds} ({len(seeds)}); setup: {asdict(setup)}; pool N = {full[0]['k'] if full else '?'}.", "",
-        f"Target-domain ({setup.target}) test loss, nats per byte (lower is better), mean ± std over seeds:", "",
-        markdown_table(header, loss_rows), "",
-        "Share (%) of the selected windows drawn from the target domain:", "",
-        markdown_table(header, share_rows), ""])
+        def cell(m, f):
+            v = [r[key] for r in mine if r["method"] == m and r["fraction"] == f]
+            return mean_std(v, scale, digits) if v else "not run"
+        fixed = ("warm-up model", "full") if key == "loss" else ("full",)
+        out = [[{"full": "full pool"}.get(m, m)] + [mean_std([r[key] for r in mine if r["method"] == m], scale,
+                                                             digits)] * len(fractions)
+               for m in fixed if any(r["method"] == m for r in mine)]
+        return out + [[m] + [cell(m, f) for f in fractions] for m in methods if any(r["method"] == m for r in mine)]
+
+    n = next((r["k"] for r in records if r["method"] == "full"), "?")
+    lines = ["# GTP experiment 1: target-domain selection on text", "", f"Command: `{command}`  ",
+             f"Seeds: {seeds} ({len(seeds)}); setup: {asdict(setup)}; pool N = {n}.", ""]
+    for protocol in ("scratch", "finetune"):
+        if not any(r.get("protocol", "scratch") == protocol for r in records):
+            continue
+        lines += [f"## {titles[protocol]}", "",
+                  f"Target-domain ({setup.target}) test loss, nats per byte (lower is better), mean ± std over "
+                  "seeds:", "", markdown_table(header, rows(protocol, "loss", 1, 3)), ""]
+    lines += ["Share (%) of the selected windows drawn from the target domain:", "",
+              markdown_table(header, rows("scratch", "target_share", 100, 1)), ""]
+    return "\n".join(lines)
+
+
+def figure(records, path: Path) -> None:
+    """Target test loss against the selected fraction, one panel per protocol."""
+    panels = [(name, [r for r in records if r.get("protocol", "scratch") == protocol], METHODS, lambda r: r["loss"])
+              for protocol, name in (("scratch", "from scratch"), ("finetune", "fine-tuning the warm-up model"))]
+    plot_by_fraction(panels, path, "target test loss (nats per byte)")
 
 
 def main(argv=None) -> int:
@@ -183,6 +220,7 @@ def main(argv=None) -> int:
         records += run(seed, args.fractions, args.methods, setup)
         report = table(records, setup, command_line("experiments/gtp_text.py", argv))
         write_report(args.out, report, {"setup": asdict(setup), "records": records})
+        figure(records, args.out.parent / f"{args.out.name}.png")
     print(report)
     return 0
 
