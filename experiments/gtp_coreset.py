@@ -12,6 +12,7 @@ P_in^T g P_out, width `d` per checkpoint, one projection per checkpoint) and the
 (in-domain selection). Selectors, at 1%, 5% and 10% of the pool:
 
     gtp-omp      non-negative OMP (jdps.gtp.select, method 'omp'), weights = its NNLS weights
+    gtp-omp-unit the same selection trained with weight 1 (separates what GTP picks from how it weights)
     gtp-cosamp   non-negative CoSaMP (10 rounds at most); only for k <= `cosamp_max_k` (100): its NNLS on
                  a union of up to 3k atoms is too slow for larger k on a 2-core machine
     gradmatch    GradMatch's OMP (ridge 0.5) on the same features
@@ -28,7 +29,8 @@ redundant (a second or later pick from one group of near-duplicates).
     python experiments/gtp_coreset.py                       # both pools, 3 seeds
     python experiments/gtp_coreset.py --seeds 0 --pools dup --fractions 0.01
 
-writes `<out>.md` and `<out>.json`; `--out` defaults to experiments/results/gtp_coreset.
+writes `<out>.md`, `<out>.json` and `<out>.png` (accuracy against the fraction); `--out` defaults to
+experiments/results/gtp_coreset.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import command_line, markdown_table, mean_std, write_report  # noqa: E402
+from experiments.common import command_line, markdown_table, mean_std, plot_by_fraction, write_report  # noqa: E402
 
-METHODS = ("gtp-omp", "gtp-cosamp", "gradmatch", "topk", "random")
+METHODS = ("gtp-omp", "gtp-omp-unit", "gtp-cosamp", "gradmatch", "topk", "random")
 OUT = Path(__file__).resolve().parent / "results" / "gtp_coreset"
 
 
@@ -100,9 +102,11 @@ def select(method: str, state, k: int, seed: int):
     if method == "random":
         idx = np.sort(np.random.default_rng(seed).choice(len(state.features), k, replace=False))
         return idx, np.ones(k), {}
-    name = {"gtp-omp": "omp", "gtp-cosamp": "cosamp", "gradmatch": "gradmatch", "topk": "topk"}[method]
+    name = {"gtp-omp": "omp", "gtp-omp-unit": "omp", "gtp-cosamp": "cosamp", "gradmatch": "gradmatch",
+            "topk": "topk"}[method]
     sel = gtp.select(state, budget=k, method=name)
-    return np.asarray(sel.indices), np.asarray(sel.weights), sel.info
+    weights = np.ones(len(sel.indices)) if method == "gtp-omp-unit" else np.asarray(sel.weights)
+    return np.asarray(sel.indices), weights, sel.info
 
 
 def train_subset(task, params, data, test, idx, w, setup: Setup, seed: int) -> float:
@@ -218,6 +222,14 @@ def table(records, setup: Setup, command: str) -> str:
     return "\n".join(lines)
 
 
+def figure(records, path: Path) -> None:
+    """Test accuracy against the selected fraction, one panel per pool."""
+    pools = [p for p in ("clean", "dup") if any(r["pool"] == p for r in records)]
+    names = {"clean": "Fashion-MNIST pool", "dup": "pool with planted near-duplicates"}
+    plot_by_fraction([(names[p], [r for r in records if r["pool"] == p], METHODS, lambda r: 100 * r["accuracy"])
+                      for p in pools], path, "test accuracy (%)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -225,16 +237,19 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--n-pool", type=int, default=Setup.n_pool)
+    parser.add_argument("--cosamp-max-k", type=int, default=Setup.cosamp_max_k,
+                        help="run CoSaMP only for budgets up to this")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    setup = replace(Setup(), n_pool=args.n_pool)
+    setup = replace(Setup(), n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
     records = []
     for seed in args.seeds:
         for pool in args.pools:
             records += run(pool, seed, args.fractions, args.methods, setup, log=print)
             report = table(records, setup, command_line("experiments/gtp_coreset.py", argv))
             write_report(args.out, report, {"setup": asdict(setup), "records": records})
+            figure(records, args.out.parent / f"{args.out.name}.png")
     print(report)
     return 0
 
