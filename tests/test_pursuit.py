@@ -4,6 +4,7 @@ One problem shape (N = 120 candidates, Td = 24, k = 10) is shared so each solver
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -94,6 +95,63 @@ def test_nnls_matches_scipy_and_copes_with_a_singular_gram():
     got = np.asarray(pu.nnls(jnp.asarray(m @ m.T, jnp.float32), jnp.asarray(m @ y, jnp.float32)))
     assert np.isfinite(got).all() and (got[[2, 4, 9]] > 0).sum() == 1 and got[2] > 0  # the lowest copy
     np.testing.assert_allclose(np.linalg.norm(m.T @ got - y), np.linalg.norm(m.T @ want - y), rtol=1e-4)
+
+
+def _nnls(m, y, dtype, w0=None):
+    """Our NNLS on the Gram system of M^T w ~ y, in `dtype` (float64 under enable_x64)."""
+    with jax.enable_x64(dtype == np.float64):
+        g, h = jnp.asarray(m @ m.T, dtype), jnp.asarray(m @ y, dtype)
+        return np.asarray(pu.nnls(g, h, w0=None if w0 is None else jnp.asarray(w0, dtype)), np.float64)
+
+
+def test_nnls_steps_back_from_a_positive_warm_start_to_scipys_answer():
+    """Warm-started from w0 > 0 everywhere, every weight scipy leaves at 0 must leave the passive set (a step
+    back), so the factor is downdated many times and must still give scipy's answer. Twin problems (two
+    copies of one problem on disjoint rows and coordinates) tie, so that two weights reach 0 at once."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for rows, obs, dtypes in ((40, 80, (np.float64, np.float32)), (150, 300, (np.float64,))):
+        for _ in range(3):
+            m = rng.normal(size=(rows, obs))
+            m[: rows // 2] += 0.5 * m[rows // 2:]  # correlated rows: the path zig-zags
+            cases.append((m, rng.normal(size=obs), rng.uniform(0.5, 1.5, rows), dtypes))
+    for _ in range(2):
+        half = rng.normal(size=(20, 40))
+        half[:10] += 0.5 * half[10:]
+        m = np.block([[half, np.zeros_like(half)], [np.zeros_like(half), half]])
+        y, w0 = rng.normal(size=40), rng.uniform(0.5, 1.5, 20)
+        cases.append((m, np.r_[y, y], np.r_[w0, w0], (np.float64, np.float32)))
+    for m, y, w0, dtypes in cases:
+        want, _ = scipy_nnls(m.T, y, maxiter=50 * len(m))
+        assert (want == 0).sum() >= len(m) // 3  # many step backs
+        for dtype in dtypes:
+            tol = 1e-5 if dtype == np.float64 else 1e-3
+            for start in (w0, None):
+                got = _nnls(m, y, dtype, start)
+                assert (got >= 0).all()
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_nnls_with_duplicated_gram_rows_keeps_one_copy_and_scipys_fit():
+    """Copies of a row make G singular: at most one copy of each carries weight, also from a warm start that
+    is positive on every copy, and the fit (per group of copies) is scipy's on the rows without copies."""
+    rng = np.random.default_rng(6)
+    groups = [[2, 5, 9, 13], [7, 16]]
+    m = rng.normal(size=(20, 50))
+    for g in groups:
+        m[g[1:]] = m[g[0]]
+    y = m[[2, 7, 11]].T @ np.array([2.0, 1.0, 0.5]) + 0.3 * rng.normal(size=50)
+    unique = [i for i in range(20) if not any(i in g[1:] for g in groups)]
+    want, _ = scipy_nnls(m[unique].T, y)
+    assert all(want[unique.index(g[0])] > 0 for g in groups)  # the copies matter
+    for dtype, tol in ((np.float64, 1e-6), (np.float32, 1e-3)):
+        for start in (None, np.ones(20), rng.uniform(0.5, 1.5, 20)):
+            got = _nnls(m, y, dtype, start)
+            assert np.isfinite(got).all() and all((got[g] > 0).sum() == 1 for g in groups)
+            merged = got.copy()
+            for g in groups:
+                merged[g[0]] = got[g].sum()
+            np.testing.assert_allclose(merged[unique], want, rtol=tol, atol=tol * np.abs(want).max())
 
 
 def test_nonnegative_omp_matches_the_numpy_scipy_reference():

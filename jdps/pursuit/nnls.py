@@ -12,6 +12,7 @@ mask stay 0 and their factor rows are the identity, so one compiled solve serves
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,79 @@ def masked_cholesky(gram, mask):
     return jnp.linalg.cholesky(jnp.where(both, gram, jnp.eye(len(mask), dtype=gram.dtype)))
 
 
+def _column(chol, order, count, gram, i):
+    """u = L^-1 G[order, i] over the positions < count of a factor kept in entry order (`order` int [m]:
+    positions < count hold the factored indices in the order they entered, the rest the others; L the
+    identity past count), and d2 = G_ii - |u|^2: row i's squared distance to their span."""
+    pos = jnp.arange(order.shape[0])
+    u = solve_triangular(chol, jnp.where(pos < count, gram[order, i], 0.0), lower=True)
+    return u, gram[i, i] - u @ u
+
+
+def _append(chol, order, count, i, u, d2, add):
+    """Where `add`: the row [u, sqrt(d2)] goes to position count of L and index i moves there in `order`
+    (swapped with the index that stood there: past count the order is free)."""
+    pos = jnp.arange(order.shape[0])
+    at = jnp.argmax(order == i)
+    swapped = jnp.where(pos == count, i, jnp.where(pos == at, order[count], order))
+    row = jnp.where(add, put(u, count, jnp.sqrt(jnp.maximum(d2, 0.0))), chol[count])
+    return lax.dynamic_update_slice(chol, row[None, :], (count, 0)), jnp.where(add, swapped, order)
+
+
+def _rank_one_update(chol, x, start, stop):
+    """The lower factor L' (L' L'^T = L L^T + x x^T) of a lower factor L that is the identity from `stop` on,
+    for x zero before `start` and from `stop` on: one Givens sweep over columns start..stop-1, O(m) each."""
+    rows = jnp.arange(chol.shape[0])
+
+    def sweep(k, carry):
+        l, x = carry
+        col = lax.dynamic_index_in_dim(l, k, 1, keepdims=False)
+        lkk, xk = col[k], x[k]
+        diag = jnp.sqrt(lkk * lkk + xk * xk)
+        c, s = diag / lkk, xk / lkk
+        tail = (rows > k) & (rows < stop)
+        col = jnp.where(tail, (col + s * x) / c, jnp.where(rows == k, diag, col))
+        # both vectors are finished before the column is written: else XLA copies L on every step
+        col, x = lax.optimization_barrier((col, jnp.where(tail, c * x - s * col, x)))
+        return lax.dynamic_update_index_in_dim(l, col, k, 1), x
+
+    return lax.fori_loop(start, stop, sweep, (chol, x))[0]
+
+
+def _remove(chol, order, count, p):
+    """Remove position p < count from a factor in entry order: the positions after it move down one, keeping
+    their entry order, and the removed index goes to the end of `order`. Rows of L before p are unchanged;
+    the kept rows after it are those of L without column p, updated by that column (G_KK = L_K L_K^T + x x^T:
+    one Givens sweep). O(m^2)."""
+    m = order.shape[0]
+    pos = jnp.arange(m)
+    up = lambda v: jnp.concatenate([v[1:], v[:1]])  # v[q + 1], cyclically
+    x = jnp.where((pos > p) & (pos < count), chol[:, p], 0.0)  # column p of L below the diagonal
+    rows = jnp.where(pos[:, None] >= p, jnp.concatenate([chol[1:], chol[:1]], 0), chol)
+    moved = jnp.where(pos[None, :] >= p, jnp.concatenate([rows[:, 1:], rows[:, :1]], 1), rows)
+    last = count - 1
+    moved = jnp.where((pos[:, None] >= last) | (pos[None, :] >= last), jnp.eye(m, dtype=chol.dtype), moved)
+    order = jnp.where(pos == m - 1, order[p], jnp.where(pos >= p, up(order), order))
+    return _rank_one_update(moved, jnp.where(pos >= p, up(x), x), p, last), order, last
+
+
+class _State(NamedTuple):
+    """Lawson-Hanson's loop state: the iterate and its passive set, the variables found dependent (`skip`),
+    the passive block's factor L in entry order with `order` and `count`, y = L^-1 h[order], the last
+    passive-set solution z (index order), the iteration count, and the flags done / step back due."""
+    w: jax.Array
+    passive: jax.Array
+    skip: jax.Array
+    chol: jax.Array
+    order: jax.Array
+    count: jax.Array
+    y: jax.Array
+    z: jax.Array
+    it: jax.Array
+    done: jax.Array
+    back: jax.Array
+
+
 @partial(jax.jit, static_argnames="max_iter")
 def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = None):
     """Lawson-Hanson NNLS on the Gram system: argmin_{w >= 0, w = 0 off active} w^T G w / 2 - h^T w.
@@ -56,6 +130,11 @@ def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = Non
     enters when its gradient g_i = h_i - (G w)_i exceeds gtol_i (default sqrt(eps) sqrt(G_ii) max_j
     h_j / sqrt(G_jj)); among gradients equal up to rounding the lowest index enters; one whose Gram row is
     dependent on the passive set (a duplicate) never enters, so a singular G is fine. Jit-compatible.
+
+    The Cholesky factor L of the passive block is kept in the order the variables entered (`_append`:
+    O(m^2) per entry; `_remove`: O(m^2) per variable that leaves), so an iteration costs O(m^2), not O(m^3).
+    The warm start's passive set (active & w0 > 0) is factored once in index order; if it holds a dependent
+    row (e.g. two copies), it is factored row by row instead and the dependent rows start at 0.
     """
     m = h.shape[0]
     dt = h.dtype
@@ -68,40 +147,76 @@ def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = Non
         gtol = noise_floor(dt) * jnp.sqrt(diag) * scale
     w = jnp.zeros(m, dt) if w0 is None else jnp.where(active, jnp.maximum(w0, 0.0), 0.0).astype(dt)
     max_iter = 3 * m + 10 if max_iter is None else max_iter
+    abs_gram = jnp.abs(gram)
 
-    def body(state):
-        w, passive, skip, it, _ = state
-        chol = masked_cholesky(gram, passive)
-        z = jnp.where(passive, cho_solve((chol, True), jnp.where(passive, h, 0.0)), 0.0)
-        negative = passive & (z <= 0)
+    def forward(chol, order, count):  # y = L^-1 h[order] over positions < count
+        inside = idx < count
+        return jnp.where(inside, solve_triangular(chol, jnp.where(inside, h[order], 0.0), lower=True), 0.0)
 
-        def step_back(_):  # move from w towards z until the first weight reaches 0; it leaves the passive set
-            ratio = jnp.where(negative, w / jnp.where(negative, w - z, 1.0), jnp.inf)
-            first = jnp.argmin(ratio)
-            w_new = jnp.where(passive, w + ratio[first] * (z - w), 0.0)
-            keep = passive & (w_new > 0) & (idx != first)
-            return jnp.where(keep, w_new, 0.0), keep, skip, False
+    # Entries run in a loop of their own inside the loop of step-backs, so that an entry holds no nested
+    # loop: XLA copies the factor around a nested loop on every iteration, even one that runs zero times.
+    def entries(s: _State) -> _State:  # z solves the passive set; if z is feasible accept it and let one in
+        inside = idx < s.count
+        z_entry = jnp.where(inside, solve_triangular(s.chol, s.y, lower=True, trans=1), 0.0)
+        z = jnp.where(s.passive, z_entry[jnp.argsort(s.order)], 0.0)  # back to index order
+        back = (s.passive & (z <= 0)).any()  # infeasible: `step_backs` takes the step back
+        g = h - gram @ z
+        cand = active & ~s.passive & ~s.skip & (g > gtol)
+        best = jnp.max(jnp.where(cand, g, -jnp.inf))
+        band = 32 * eps * jnp.max(jnp.abs(h) + abs_gram @ jnp.abs(z))
+        i = jnp.argmax(cand & (g >= best - band))  # lowest index among the (rounding-)equal best
+        found = ~back & cand.any()
+        u, d2 = _column(s.chol, s.order, s.count, gram, i)
+        add = found & (d2 > dependent_rtol(dt) * gram[i, i])  # a dependent row (a duplicate) never enters
+        chol, order = _append(s.chol, s.order, s.count, i, u, d2, add)
+        y = jnp.where(add, put(s.y, s.count, (h[i] - u @ s.y) / jnp.sqrt(jnp.maximum(d2, 0.0))), s.y)
+        return _State(jnp.where(back, s.w, z), put(s.passive, i, s.passive[i] | add),
+                      put(s.skip, i, s.skip[i] | (found & ~add)), chol, order, s.count + add, y, z, s.it + 1,
+                      ~back & ~found, back)
 
-        def enter(_):  # z is feasible: accept it and let the variable of largest gradient enter
-            g = h - gram @ z
-            cand = active & ~passive & ~skip & (g > gtol)
-            best = jnp.max(jnp.where(cand, g, -jnp.inf))
-            band = 32 * eps * jnp.max(jnp.abs(h) + jnp.abs(gram) @ jnp.abs(z))
-            i = jnp.argmax(cand & (g >= best - band))  # lowest index among the (rounding-)equal best
-            u = solve_triangular(chol, jnp.where(passive, gram[:, i], 0.0), lower=True)
-            dependent = gram[i, i] - u @ u <= dependent_rtol(dt) * gram[i, i]
-            found = cand.any()
-            return (z, put(passive, i, passive[i] | (found & ~dependent)),
-                    put(skip, i, skip[i] | (found & dependent)), ~found)
+    def step_backs(s: _State) -> _State:
+        s = lax.while_loop(lambda s: ~s.done & ~s.back & (s.it < max_iter), entries, s)
+        # move from w towards z until the first weight reaches 0; it (and any other at 0) leaves the passive set
+        negative = s.back & s.passive & (s.z <= 0)
+        ratio = jnp.where(negative, s.w / jnp.where(negative, s.w - s.z, 1.0), jnp.inf)
+        first = jnp.argmin(ratio)
+        w_back = jnp.where(s.passive, s.w + ratio[first] * (s.z - s.w), 0.0)
+        keep = s.passive & (w_back > 0) & (idx != first)
+        leaving = s.back & s.passive & ~keep
 
-        w, passive, skip, done = lax.cond(negative.any(), step_back, enter, None)
-        return w, passive, skip, it + 1, done
+        def remove(_, carry):  # one by one, from the lowest position on
+            chol, order, count = carry
+            return _remove(chol, order, count, jnp.argmax((idx < count) & leaving[order]))
 
-    def cond(state):
-        return ~state[4] & (state[3] < max_iter)
+        chol, order, count = lax.fori_loop(0, leaving.sum(), remove, (s.chol, s.order, s.count))
+        return s._replace(w=jnp.where(s.back, jnp.where(keep, w_back, 0.0), s.w),
+                          passive=jnp.where(s.back, keep, s.passive), chol=chol, order=order, count=count,
+                          y=forward(chol, order, count), back=False)
 
-    init = (w, active & (w > 0), jnp.zeros(m, bool), 0, False)
-    return lax.while_loop(cond, body, init)[0]
+    # the warm start: its passive set factored in index order, or row by row when it is singular
+    passive = active & (w > 0)
+    count = passive.sum()
+    order = jnp.argsort(jnp.where(passive, idx, m + idx))
+    inside = idx < count
+    chol = masked_cholesky(gram[order][:, order], inside)
+    pivots = jnp.diagonal(chol)
+    ok = jnp.all(~inside | (jnp.isfinite(chol).all(1) & (pivots * pivots > dependent_rtol(dt) * diag[order])))
+
+    def row_by_row(_):
+        def add(t, carry):
+            chol, order, count, passive = carry
+            i = order[t]  # positions >= t still hold the warm start's passive set in index order
+            u, d2 = _column(chol, order, count, gram, i)
+            add = d2 > dependent_rtol(dt) * gram[i, i]
+            chol, order = _append(chol, order, count, i, u, d2, add)
+            return chol, order, count + add, put(passive, i, add)
+
+        return lax.fori_loop(0, count, add, (jnp.eye(m, dtype=dt), order, jnp.zeros((), count.dtype), passive))
+
+    chol, order, count, passive = lax.cond(ok, lambda _: (chol, order, count, passive), row_by_row, None)
+    init = _State(jnp.where(passive, w, 0.0), passive, jnp.zeros(m, bool), chol, order, count,
+                  forward(chol, order, count), w, jnp.zeros((), jnp.int32), jnp.array(False), jnp.array(False))
+    return lax.while_loop(lambda s: ~s.done & (s.it < max_iter), step_backs, init).w
 
 
 def least_squares(gram, h, active):
