@@ -48,12 +48,44 @@ def masked_cholesky(gram, mask):
     return jnp.linalg.cholesky(jnp.where(both, gram, jnp.eye(len(mask), dtype=gram.dtype)))
 
 
-def _column(chol, order, count, gram, i):
+def _blocks(m: int):
+    """Row blocks of the blocked triangular solves: at least 64 rows, at most 12 blocks."""
+    size = max(64, -(-m // 12))
+    return [(lo, min(lo + size, m)) for lo in range(0, m, size)]
+
+
+def _solve_lower(chol, b):
+    """x with L x = b by blocks: a matvec on the rows of each block left of it and a LAPACK solve on its
+    diagonal block. A LAPACK solve on all of L would first copy it to column-major order, on every call
+    inside the pursuits' loops (XLA keeps their arrays row-major): three to four times the cost."""
+    xs = []
+    for lo, hi in _blocks(b.shape[0]):
+        r = b[lo:hi] - chol[lo:hi, :lo] @ jnp.concatenate(xs) if lo else b[lo:hi]
+        xs.append(solve_triangular(chol[lo:hi, lo:hi], r, lower=True))
+    return jnp.concatenate(xs)
+
+
+def _solve_lower_t(chol, y):
+    """x with L^T x = y by blocks, from the last: each solved block adds its rows' share of L^T x to the
+    blocks before it."""
+    done = jnp.zeros_like(y)  # (L^T x) over the blocks solved so far, on the rows of the blocks before them
+    xs = []
+    for lo, hi in reversed(_blocks(y.shape[0])):
+        x = solve_triangular(chol[lo:hi, lo:hi], y[lo:hi] - done[lo:hi], lower=True, trans=1)
+        xs.insert(0, x)
+        if lo:
+            done = jnp.concatenate([done[:lo] + x @ chol[lo:hi, :lo], done[lo:]])
+    return jnp.concatenate(xs)
+
+
+def _column(chol, order, count, gram, i, blocked=True):
     """u = L^-1 G[order, i] over the positions < count of a factor kept in entry order (`order` int [m]:
     positions < count hold the factored indices in the order they entered, the rest the others; L the
-    identity past count), and d2 = G_ii - |u|^2: row i's squared distance to their span."""
+    identity past count), and d2 = G_ii - |u|^2: row i's squared distance to their span. `blocked`: by
+    `_solve_lower` (in the loop), else one LAPACK solve (fewer operations to compile)."""
     pos = jnp.arange(order.shape[0])
-    u = solve_triangular(chol, jnp.where(pos < count, gram[order, i], 0.0), lower=True)
+    v = jnp.where(pos < count, gram[order, i], 0.0)
+    u = _solve_lower(chol, v) if blocked else solve_triangular(chol, v, lower=True)
     return u, gram[i, i] - u @ u
 
 
@@ -149,7 +181,7 @@ def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = Non
     max_iter = 3 * m + 10 if max_iter is None else max_iter
     abs_gram = jnp.abs(gram)
 
-    def forward(chol, order, count):  # y = L^-1 h[order] over positions < count
+    def forward(chol, order, count):  # y = L^-1 h[order] over positions < count (at the start, on step backs)
         inside = idx < count
         return jnp.where(inside, solve_triangular(chol, jnp.where(inside, h[order], 0.0), lower=True), 0.0)
 
@@ -157,7 +189,7 @@ def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = Non
     # loop: XLA copies the factor around a nested loop on every iteration, even one that runs zero times.
     def entries(s: _State) -> _State:  # z solves the passive set; if z is feasible accept it and let one in
         inside = idx < s.count
-        z_entry = jnp.where(inside, solve_triangular(s.chol, s.y, lower=True, trans=1), 0.0)
+        z_entry = jnp.where(inside, _solve_lower_t(s.chol, s.y), 0.0)
         z = jnp.where(s.passive, z_entry[jnp.argsort(s.order)], 0.0)  # back to index order
         back = (s.passive & (z <= 0)).any()  # infeasible: `step_backs` takes the step back
         g = h - gram @ z
@@ -206,7 +238,7 @@ def nnls(gram, h, *, active=None, w0=None, gtol=None, max_iter: int | None = Non
         def add(t, carry):
             chol, order, count, passive = carry
             i = order[t]  # positions >= t still hold the warm start's passive set in index order
-            u, d2 = _column(chol, order, count, gram, i)
+            u, d2 = _column(chol, order, count, gram, i, blocked=False)
             add = d2 > dependent_rtol(dt) * gram[i, i]
             chol, order = _append(chol, order, count, i, u, d2, add)
             return chol, order, count + add, put(passive, i, add)
