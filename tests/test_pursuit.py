@@ -13,6 +13,7 @@ from sklearn.linear_model import OrthogonalMatchingPursuit
 
 from jdps import pursuit as pu
 from jdps.errors import InputError
+from jdps.pursuit.nnls import cholesky
 
 N, D, K = 120, 24, 10
 NOISE = float(np.sqrt(np.finfo(np.float32).eps))  # the correlation / residual floor of float32
@@ -152,6 +153,21 @@ def test_nnls_with_duplicated_gram_rows_keeps_one_copy_and_scipys_fit():
             for g in groups:
                 merged[g[0]] = got[g].sum()
             np.testing.assert_allclose(merged[unique], want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_blocked_cholesky_matches_numpy():
+    rng = np.random.default_rng(8)
+    for m in (100, 300):  # one block; three blocks of 128, 128 and 44 rows
+        x = rng.normal(size=(m, m + 10))
+        a = x @ x.T
+        want = np.linalg.cholesky(a)
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 3e-5)):
+            with jax.enable_x64(dtype == np.float64):
+                got = np.asarray(cholesky(jnp.asarray(a, dtype)), np.float64)
+            np.testing.assert_allclose(got, want, atol=tol * np.abs(want).max())
+    a[:, 7], a[7] = a[:, 200], a[200]
+    a[7, 7] = a[200, 200] / 2  # (e_7 - e_200)^T A (e_7 - e_200) = -A_200,200 / 2 < 0: indefinite
+    assert np.isnan(np.asarray(cholesky(jnp.asarray(a, jnp.float32)))).any()
 
 
 def test_nonnegative_omp_matches_the_numpy_scipy_reference():

@@ -43,9 +43,42 @@ def cholesky_row(chol, z, i, d2):
 
 
 def masked_cholesky(gram, mask):
-    """Cholesky factor of G on mask x mask, identity elsewhere."""
+    """Cholesky factor of G on mask x mask, identity elsewhere (NaN where that block is not positive
+    definite)."""
     both = mask[:, None] & mask[None, :]
-    return jnp.linalg.cholesky(jnp.where(both, gram, jnp.eye(len(mask), dtype=gram.dtype)))
+    return cholesky(jnp.where(both, gram, jnp.eye(len(mask), dtype=gram.dtype)))
+
+
+def _triangular_inverse(chol):
+    """L^-1 for a small lower-triangular L, row by row (row t = (e_t - L_t L^-1) / L_tt)."""
+    n = chol.shape[0]
+    eye = jnp.eye(n, dtype=chol.dtype)
+
+    def row(t, inv):
+        return lax.dynamic_update_index_in_dim(inv, (eye[t] - chol[t] @ inv) / chol[t, t], t, 0)
+
+    return lax.fori_loop(0, n, row, jnp.zeros_like(chol))
+
+
+def cholesky(a, block: int = 128):
+    """Lower Cholesky factor of a symmetric positive definite A [m, m] (NaN where A is not), by blocks of
+    at least `block` rows (at most 12 blocks): LAPACK on each diagonal block, matrix products for the rest.
+    LAPACK (OpenBLAS) on all of A runs multi-threaded, and stalls for up to a second per call at m of a few
+    hundred when another process holds a core; its small-block calls run on one thread."""
+    m = a.shape[0]
+    size = max(block, -(-m // 12))
+    if m <= size:
+        return jnp.linalg.cholesky(a)
+    panels = []
+    for lo in range(0, m, size):
+        b = min(size, m - lo)
+        diag = jnp.linalg.cholesky(a[:b, :b])
+        if lo + b < m:
+            below = a[b:, :b] @ _triangular_inverse(diag).T  # L21 = A21 L11^-T
+            a = a[b:, b:] - below @ below.T  # the trailing block's Schur complement
+            diag = jnp.concatenate([diag, below])
+        panels.append(jnp.pad(diag, ((lo, 0), (0, 0))))
+    return jnp.concatenate(panels, 1)
 
 
 def _blocks(m: int):
