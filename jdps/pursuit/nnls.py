@@ -64,7 +64,7 @@ def cholesky(a, block: int = 128):
     """Lower Cholesky factor of a symmetric positive definite A [m, m] (NaN where A is not), by blocks of
     at least `block` rows (at most 12 blocks): LAPACK on each diagonal block, matrix products for the rest.
     LAPACK (OpenBLAS) on all of A runs multi-threaded, and stalls for up to a second per call at m of a few
-    hundred when another process holds a core; its small-block calls run on one thread."""
+    hundred when another process holds a core; on blocks of up to about 200 rows it runs on one thread."""
     m = a.shape[0]
     size = max(block, -(-m // 12))
     if m <= size:
