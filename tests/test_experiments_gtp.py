@@ -78,7 +78,8 @@ def _row(n, d, k, method, seconds, streamed=False):
 def test_bench_report_states_the_exponents_and_ratios():
     res = {"setup": {"repeats": 2},
            "n": [_row(n, 64, 8, "omp", 1e-4 * n) for n in (10**4, 10**5)] + [_row(10**6, 64, 8, "omp", 500.0, True)],
-           "k": [_row(1000, 64, k, m, t) for k in (10, 40) for m, t in (("omp", k / 10), ("cosamp", k / 100))],
+           "k": [_row(1000, 64, k, m, t) for k in (10, 40) for m, t in (("omp", k / 10), ("cosamp", k / 100))]
+           + [_row(10**6, 64, 40, "omp", 40.0), _row(10**6, 64, 40, "cosamp", 2.0)],  # a large N: not in the fit
            "td": [_row(1000, d, 8, "omp", (d / 64) ** 2) for d in (64, 256)],
            "sklearn": {"N": 10, "Td": 4, "k": 2, "ours_signed": 0.5, "ours_nonneg": 0.6, "sklearn": 1.5,
                        "same_support": True, "overlap": 2},
@@ -86,7 +87,7 @@ def test_bench_report_states_the_exponents_and_ratios():
                          "examples_per_s": 10.0}]}
     text = bench.report(res, "PYTHONPATH=. python scripts/bench_pursuit.py", "a machine")
     assert "log-log slope): **1.00**" in text  # time = 1e-4 N; the streamed row is left out of the fit
-    assert "OMP 1.00, CoSaMP 1.00" in text and "k = 10: 10.0x, k = 40: 10.0x" in text
+    assert "OMP 1.00, CoSaMP 1.00" in text and "k = 10: 10.0x, k = 40: 10.0x. At N = 1,000,000, Td = 64, k = 40: 20.0x." in text
     assert "Growth exponent in Td: 2.00." in text
     assert "| 10 | 4 | 2 | 0.500 | 0.600 | 1.500 | 3.0 | True (2/2) |" in text
     assert "| 1,000,000 | 64 | 8 | omp (memmap) |" in text
