@@ -93,13 +93,14 @@ def load_params(paths, template, *, latest: bool = False) -> list:
     for p in map(Path, paths):
         if p.is_dir():
             ckpt = Checkpoints(p, max_to_keep=None)
-            steps = ckpt.steps()
-            if not steps:
+            try:
+                steps = ckpt.steps()
+                if not steps:
+                    raise InputError(f"{p} holds no checkpoint steps; pass a directory written by "
+                                     "jdps.checkpoint.Checkpoints(dir).save(step, params), or .npz files")
+                out += [ckpt.restore(step, template) for step in (steps[-1:] if latest else steps)]
+            finally:
                 ckpt.close()
-                raise InputError(f"{p} holds no checkpoint steps; pass a directory written by "
-                                 "jdps.checkpoint.Checkpoints(dir).save(step, params), or .npz files")
-            out += [ckpt.restore(step, template) for step in (steps[-1:] if latest else steps)]
-            ckpt.close()
         elif p.is_file():
             out.append(_from_npz(p, template))
         else:

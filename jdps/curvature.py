@@ -161,7 +161,8 @@ def fit(task, params, data, *, kind: str = "ekfac", param_filter=None, fisher: s
     batch_key = lambda i: None if key is None else jax.random.fold_in(key, i)
 
     dtype = jnp.result_type(*pf.take(params, paths).values())
-    step = lambda p, b, k, q: _batch_sums(task, tuple(layers.items()), fisher, p, b, k, q)
+    layer_items = tuple(layers.items())  # hashable: a static argument of the compiled step
+    step = lambda p, b, k, q: _batch_sums(task, layer_items, fisher, p, b, k, q)
     eye = lambda n: jnp.eye(int(n), dtype=dtype)
 
     def accumulate(bases):

@@ -21,10 +21,10 @@ selected leaves. Each method is an `IHVP(fit, solve)` pair, as optax pairs init 
     identity()                 x = v: plain gradient dot products (TracIn at one checkpoint).
 
 C v is summed over the fit set (a Dataset or dict of arrays, kept on the device) in batches of `batch_size`
-under lax.scan. Damping must be >= 0: exact, K-FAC and EK-FAC check at fit time that C + lambda I is not
-singular, i.e. some damped eigenvalue is zero up to the rounding of C in its dtype (a PSD curvature, the GGN
-or a Kronecker factorisation, has its eigenvalues clipped at 0, so any damping above that rounding level
-passes); CG and LiSSA cannot check, so they need damping > 0.
+under lax.scan. Damping must be >= 0: exact, K-FAC and EK-FAC check at fit time that no eigenvalue of
+C + lambda I is zero up to the rounding of C in its dtype (a PSD curvature, the GGN or a Kronecker
+factorisation, has its eigenvalues clipped at 0, so any damping above that rounding level passes); CG and
+LiSSA cannot check, so they need damping > 0.
 """
 
 from __future__ import annotations
