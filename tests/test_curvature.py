@@ -200,7 +200,6 @@ def test_bad_factor_requests_get_clear_errors(mlp, lm):
         influence.fit(mlp_task, mlp_params, few, ihvp=ihvp.kfac(0.0, fisher="empirical"))
 
 
-
 def test_damping_makes_a_rank_deficient_kfac_curvature_invertible(mlp):
     """3 examples in float32: the head's A [9, 9] (8 inputs + bias) has rank <= 3, and a damping far below
     eps x the largest eigenvalue is still accepted (S >= 0, so S + lambda >= lambda > 0); the solve is

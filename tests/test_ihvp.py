@@ -145,7 +145,6 @@ def test_bad_damping_and_curvature_errors(logreg):
         influence.fit(Task(loss_fn=task.loss_fn), params, train, ihvp=ihvp.exact(0.1))
 
 
-
 def test_exact_gauss_newton_accepts_a_small_damping_on_a_singular_curvature(logreg):
     """A repeated input column makes the GGN singular: damping 0 is refused (above), but a damping of 1e-5 x
     its largest eigenvalue in float32 is accepted (the GGN is PSD: its eigenvalues are clipped at 0) and the
