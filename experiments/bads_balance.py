@@ -112,14 +112,13 @@ def balanced_accuracy(predicted, y) -> float:
 
 def bads_config(method: str, setup: Setup, steps_per_epoch: int, extra: dict):
     from jdps import bads
-
     return bads.BADSConfig(**{**BADS, **extra, **VARIANTS[method]}, burn_in=setup.burn_in_epochs * steps_per_epoch)
 
 
 def run_bads(method: str, train, meta, test, setup: Setup, seed: int, extra: dict) -> dict:
     """A BADS variant on one draw: balanced accuracy (theta samples; final theta), mean weight per class."""
     from jdps import bads
-    from jdps.bads_cli import fit_bads, predict
+    from jdps.cli.bads import fit_bads, predict
     from jdps.models.mlp import mlp_task
 
     task, params = mlp_task(seed, 28 * 28, setup.hidden, 10)

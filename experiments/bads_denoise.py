@@ -7,7 +7,7 @@ classes) or 40% pair noise (c -> c + 1 mod 10). Test: the official 10,000-image 
 
 Model and budget: every method trains the MLP 784-256-128-10 from the same initial parameters (seed s)
 for epochs * (n_train // 128) steps of batch 128 (`jdps.baselines.common`). BADS is SGLD
-(`jdps.bads` with `jdps.bads_cli.CONFIG`, the settings this experiment chose: weight prior N(0.9, 0.5^2)
+(`jdps.bads` with `jdps.cli.bads.CONFIG`, the settings this experiment chose: weight prior N(0.9, 0.5^2)
 on [0, 1], rho = 4, theta's loss self-normalised; meta batch 100; running weight means from the first
 step); the baselines use Adam(1e-3) (`jdps.baselines.run_baseline`); `random` trains on as many random
 examples as BADS keeps, the examples whose posterior-mean weight is at least the mean weight.
@@ -109,11 +109,11 @@ def _task(setup: Setup, seed: int):
 
 def run_bads(train, meta, test, setup: Setup, seed: int, config=None) -> dict:
     """BADS on one data draw: accuracies (posterior-averaged and final theta), weight AUROC, kept size.
-    config: a `BADSConfig`, default `jdps.bads_cli.CONFIG`."""
+    config: a `BADSConfig`, default `jdps.cli.bads.CONFIG`."""
     from sklearn.metrics import roc_auc_score
 
     from jdps import bads
-    from jdps.bads_cli import CONFIG, fit_bads, predict
+    from jdps.cli.bads import CONFIG, fit_bads, predict
 
     task, params = _task(setup, seed)
     state = fit_bads(task, params, train, meta, key=seed, epochs=setup.epochs, batch_size=setup.batch_size,
@@ -199,7 +199,7 @@ def table(records: list[dict], setup: Setup, command: str) -> str:
                f"class, MLP 784-{'-'.join(map(str, setup.hidden))}-10, {setup.epochs} epochs of batch "
                f"{setup.batch_size} ({setup.epochs * (setup.n_train // setup.batch_size):,} steps) for every "
                f"method; seeds {seeds}. Test accuracy (%) on the official 10,000 test images, mean ± std over "
-               "the seeds. BADS runs `jdps.bads_cli.CONFIG` (chosen in bads_denoise_tuning.md); its first row "
+               "the seeds. BADS runs `jdps.cli.bads.CONFIG` (chosen in bads_denoise_tuning.md); its first row "
                "predicts with the class probabilities averaged over 4 theta samples (the ends of the last 4 "
                f"epochs), its second with the last theta; the baselines use Adam({setup.adam_lr:g}) and their last "
                "parameters.\n")
@@ -272,7 +272,7 @@ def demo(seed: int = 0, setup: Setup = FULL, methods=DEMO_METHODS, log=print) ->
 def tune(setup: Setup, seed: int, command: str, log=print) -> str:
     """BADS with each of `TUNING`'s settings at 60% symmetric noise -> a Markdown table."""
     from jdps.bads import BADSConfig
-    from jdps.bads_cli import CONFIG
+    from jdps.cli.bads import CONFIG
 
     train, meta, test = make_data("sym60", setup, seed)
     head = ("| BADS settings (s-n: self-normalised theta loss) | accuracy, θ samples | accuracy, final θ | "

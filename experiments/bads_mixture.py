@@ -103,7 +103,6 @@ def make_data(pool, setup: Setup, target: str, seed: int):
 def run_one(pool, setup: Setup, target: str, seed: int, config: dict) -> dict:
     """BADS for one target and seed -> {source_weights [S], meta_loss (last epoch's mean)}."""
     from jdps import bads
-
     train, meta = make_data(pool, setup, target, seed)
     task, params = lm_task(setup, seed)
     cfg = bads.BADSConfig(**config, burn_in=setup.burn_in_epochs * (len(train) // setup.batch_size))

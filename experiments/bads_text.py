@@ -164,7 +164,6 @@ def sample_bads(task, params, train: dict, meta: dict, *, seed: int, epochs: int
     import jax
 
     from jdps import bads
-
     n, m = len(train["x"]), len(meta["x"])
     sampler = bads.as_top_level_api(task, None, n, m, config)
     k_init, k_run = jax.random.split(jax.random.key(seed))

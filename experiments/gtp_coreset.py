@@ -7,7 +7,7 @@ pool of 6,000. Test: the official 10,000-image test split.
 
 Features: the MLP 784-128-10 (`mlp_task`, seed s) warms up on the whole pool for `warmup_epochs` epochs
 (Adam(1e-3), batch 128); the parameters after each epoch are the T checkpoints. Each pool example gets its
-gradient trajectory (`jdps.trajectory.trajectory_features`, method 'factored': per Dense layer
+gradient trajectory (`jdps.gtp.trajectory.trajectory_features`, method 'factored': per Dense layer
 P_in^T g P_out, width `d` per checkpoint, one projection per checkpoint) and the target is the mean row
 (in-domain selection). Selectors, at 1%, 5% and 10% of the pool:
 
@@ -98,7 +98,6 @@ def duplicates(indices, group) -> tuple[int, int]:
 def select(method: str, state, k: int, seed: int):
     """(indices [<= k], weights, info) by `method` on the GTP state (features, mean-row target)."""
     from jdps import gtp
-
     if method == "random":
         idx = np.sort(np.random.default_rng(seed).choice(len(state.features), k, replace=False))
         return idx, np.ones(k), {}

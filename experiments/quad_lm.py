@@ -277,7 +277,7 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
     import jax
 
     from jdps import gtp, influence, quad
-    from jdps import ihvp as ih
+    from jdps.influence import ihvp as ih
     from jdps.data.text import decode
     from jdps.models.minilm import MiniLM
     from jdps.train import per_example_losses, train

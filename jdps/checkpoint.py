@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.errors import CheckpointError, InputError
 
 
@@ -75,7 +75,7 @@ def _from_npz(path: Path, template):
     missing = [p for p in want if p not in stored]
     if missing:
         raise InputError(f"checkpoint {path} lacks parameters {missing[:5]} (it holds {sorted(stored)[:5]}...); "
-                         "save it with np.savez(path, **jdps.param_filter.flat(params)) from the same model "
+                         "save it with np.savez(path, **jdps.gradients.param_filter.flat(params)) from the same model "
                          "(--model, --hidden)")
     bad = [(p, stored[p].shape, np.shape(v)) for p, v in want.items() if stored[p].shape != np.shape(v)]
     if bad:
@@ -87,7 +87,7 @@ def _from_npz(path: Path, template):
 
 def load_params(paths, template, *, latest: bool = False) -> list:
     """Params pytrees shaped like `template` from `.npz` files (keyed by '/'-joined parameter paths, as
-    `np.savez(path, **jdps.param_filter.flat(params))` writes them) and `Checkpoints` directories (every
+    `np.savez(path, **jdps.gradients.param_filter.flat(params))` writes them) and `Checkpoints` directories (every
     saved step in order, or only the latest with latest=True), in the order of `paths`."""
     out = []
     for p in map(Path, paths):

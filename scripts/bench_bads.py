@@ -13,7 +13,7 @@ round, which load drifting between rounds does not bias):
     BADS step           jdps.bads, default BADSConfig (lazy per-example weights, 20 Euler sub-steps a visit,
                         a ring of 4 theta snapshots)
     BADS, theta only    the same with weight_lr = 0 (the weights frozen): the theta chain's share
-    Gaussian noise      the N(0, I) draw shaped like theta that each SGLD step adds (jdps.sgmcmc.leaf_noise)
+    Gaussian noise      the N(0, I) draw shaped like theta that each SGLD step adds (jdps.bads.sgmcmc.leaf_noise)
     L2RW step, MWN step jdps.baselines.reweighting, optax.sgd on theta (MWN's weight net: optax.adam)
 
 and the memory XLA plans for each compiled step (`jit(...).lower(...).compile().memory_analysis()`):
@@ -38,7 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdps import bads, sgmcmc
+from jdps import bads
+
+from jdps.bads import sgmcmc
 from jdps.baselines import ReweightState, build_l2rw_step, build_mwn_step, mwn_init
 from jdps.models.cnn import cnn_task
 from jdps.models.mlp import mlp_task
@@ -162,7 +164,7 @@ def main(argv=None) -> str:
              "else. **BADS step**: `jdps.bads` with the default `BADSConfig` (lazy per-example weights, each "
              "visit integrated in 20 Euler sub-steps, 4 theta snapshots kept; N = 20,000 weights, M = 1,000 "
              "meta examples). **theta only**: the same with `weight_lr = 0`. **Gaussian noise alone**: the "
-             "N(0, I) draw shaped like theta that the SGLD step adds (`jdps.sgmcmc.leaf_noise`). **L2RW / MWN**: "
+             "N(0, I) draw shaped like theta that the SGLD step adds (`jdps.bads.sgmcmc.leaf_noise`). **L2RW / MWN**: "
              "`jdps.baselines.reweighting`, `optax.sgd` on theta (one look-ahead SGD step; MWN's 1-100-1 weight "
              "net by `optax.adam`).", "",
              "Memory: XLA's plan for the compiled step (`jax.jit(step).lower(...).compile().memory_analysis()`): "

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import factored as fa
-from jdps import param_filter as pf
+from jdps.gradients import factored as fa
+from jdps.gradients import param_filter as pf
 from jdps.models.mlp import mlp_task
 from jdps.models.transformer import transformer_lm_task
-from jdps.per_example import flatten, per_example_grads
-from jdps.projection import project
+from jdps.gradients.per_example import flatten, per_example_grads
+from jdps.gradients.projection import project
 
 
 def cases(task, params, batch, d, key):

@@ -8,7 +8,7 @@ the rest). Influence is taken w.r.t. the Dense layers (every MLP parameter; the 
 fc2 and head, not its embeddings and LayerNorms), damping lambda = 0.1, curvature (GGN) fitted on the
 reference set, as Quad does.
 
-Part 1, per iHVP method of `jdps.ihvp` (exact: the MLP's output layer only, p = 2,570, since it holds a
+Part 1, per iHVP method of `jdps.influence.ihvp` (exact: the MLP's output layer only, p = 2,570, since it holds a
 [p, p] matrix; no transformer layer is small enough), each call timed once, wall seconds and the seconds
 spent compiling (jaxpr tracing, lowering and XLA compilation, read from `jax.monitoring`), so that a rate
 "excl. compile" is N / (wall - compile):
@@ -54,11 +54,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import factored as fa
-from jdps import ihvp as ih
+from jdps.gradients import factored as fa
+from jdps.influence import ihvp as ih
 from jdps import influence, quad
-from jdps import param_filter as pf
-
+from jdps.gradients import param_filter as pf
 OUT = Path(__file__).resolve().parent.parent / "experiments" / "results" / "bench_influence"
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")

@@ -2,13 +2,13 @@
 
 Problem: A [N, Td] float32 with i.i.d. N(0, 1) entries (seed 0), target b = A_S^T w for 2k random rows S
 and weights w ~ U(0.5, 1.5), so every solver has real work for all k atoms. Each time is the median of
-`repeats` runs of `jdps.pursuit.solve` after one warm-up run that compiles (the compile time is reported
+`repeats` runs of `jdps.gtp.pursuit.solve` after one warm-up run that compiles (the compile time is reported
 apart); the largest N is written to a `.npy` file and streamed from the memmap (`block_rows`), as a user's
 A larger than memory would be, and timed once, compilation included. OMP against CoSaMP is timed over k at
 one N, and again at a large N (2^20 rows, a multiple of the kernel's block, held on the device as a jax
 array), where OMP's k scans of A dominate its cost.
 The growth exponent is the least-squares slope of log(time) on log(N) (or log(k), log(Td)): 1 means
-linear. Feature throughput: `jdps.features.per_example_features` (projected per-example gradients, one
+linear. Feature throughput: `jdps.gradients.features.per_example_features` (projected per-example gradients, one
 checkpoint) of the small byte-level transformer LM on random windows, examples per second after warm-up.
 
     PYTHONPATH=. python scripts/bench_pursuit.py                 # the full run (about 20 minutes)
@@ -73,8 +73,7 @@ def slope(xs, ys) -> float:
 
 
 def pursuit_row(a, b, k, method, repeats, **options):
-    from jdps import pursuit
-
+    from jdps.gtp import pursuit
     compile_s, seconds, r = timed(lambda: pursuit.solve(a, b, k, method=method, **options), repeats)
     return {"N": int(a.shape[0]), "Td": int(a.shape[1]), "k": k, "method": method, "seconds": seconds,
             "compile_seconds": compile_s, "count": len(r.indices), "stop_reason": r.stop_reason,
@@ -132,8 +131,7 @@ def against_sklearn(n, d, k, repeats, log):
     nn = pursuit_row(a, b, k, "omp", repeats)
     _, sk_seconds, sk = timed(lambda: OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False)
                               .fit(a.T, b), repeats)
-    from jdps import pursuit
-
+    from jdps.gtp import pursuit
     mine = set(pursuit.solve(a, b, k, nonneg=False).indices.tolist())
     theirs = set(np.flatnonzero(sk.coef_).tolist())
     row = {"N": n, "Td": d, "k": k, "ours_signed": ours["seconds"], "ours_nonneg": nn["seconds"],
@@ -149,7 +147,7 @@ def feature_throughput(sizes, length, d, log):
     import jax
 
     from jdps.data.text import VOCAB_SIZE
-    from jdps.features import per_example_features
+    from jdps.gradients.features import per_example_features
     from jdps.models.transformer import transformer_lm_task
 
     task, params = transformer_lm_task(0, VOCAB_SIZE, d_model=64, n_heads=4, n_layers=2, max_len=length)
@@ -228,14 +226,14 @@ def report(res: dict, command: str, host: str) -> str:
         f"Growth exponent in Td: {slope([r['Td'] for r in tds], [r['seconds'] for r in tds]):.2f}.", "",
         "## Ours against scikit-learn's OrthogonalMatchingPursuit", "",
         "sklearn fits X = A^T [Td, N], y = b, `n_nonzero_coefs=k`, `fit_intercept=False` (signed OMP, float32 "
-        "input); ours is `jdps.pursuit.solve(A, b, k, nonneg=False)` (signed) and the default non-negative OMP.",
+        "input); ours is `jdps.gtp.pursuit.solve(A, b, k, nonneg=False)` (signed) and the default non-negative OMP.",
         "", table(["N", "Td", "k", "ours signed s", "ours non-negative s", "sklearn s", "sklearn / ours signed",
                    "same support"],
                   [[f"{sk['N']:,}", sk["Td"], sk["k"], f"{sk['ours_signed']:.3f}", f"{sk['ours_nonneg']:.3f}",
                     f"{sk['sklearn']:.3f}", f"{sk['sklearn'] / sk['ours_signed']:.1f}",
                     f"{sk['same_support']} ({sk['overlap']}/{sk['k']})"]]), "",
         "## Trajectory feature throughput (one checkpoint)", "",
-        "`jdps.features.per_example_features` of the byte-level transformer LM (d_model 64, 4 heads, 2 layers) on "
+        "`jdps.gradients.features.per_example_features` of the byte-level transformer LM (d_model 64, 4 heads, 2 layers) on "
         "random token windows, batches of 256: a first call on N1 windows compiles the step (its seconds below), "
         "then calls on N1 and N2 windows reuse it; examples/s = N2 / t2, and the marginal rate (N2 - N1) / "
         "(t2 - t1) (nan when t2 <= t1); a trajectory over T checkpoints costs T times this.", "",

@@ -9,8 +9,10 @@ import time
 import numpy as np
 from sklearn.datasets import load_digits
 
-from jdps import curvature, influence
-from jdps import ihvp as ih
+from jdps import influence
+
+from jdps.influence import curvature
+from jdps.influence import ihvp as ih
 from jdps.models.mlp import mlp_task
 
 

@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from jdps import bads
-from jdps import weight_prior as wp
+from jdps.bads import weight_prior as wp
 from jdps.data.batching import gather
 from jdps.errors import InputError
 from tests.synthetic import noisy_blobs

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
-from jdps.bads_cli import add_bads_parsers
+from jdps.cli.bads import add_bads_parsers
 from jdps.errors import InputError, SamplerDivergedError
 
 N_TRAIN, N_META, NOISE = 1000, 100, 0.3

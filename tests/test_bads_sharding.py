@@ -17,7 +17,6 @@ import sys, numpy as np
 import jax, jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jdps import bads
-
 def main(out, sharded):
     rng = np.random.default_rng(0)
     n, m, d, c = 64, 12, 4, 3

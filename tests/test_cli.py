@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from jdps.cli import main
+from jdps.cli.main import main
 from jdps.data.catalogue import CATALOGUE
 
 

@@ -7,7 +7,11 @@ import pytest
 from flax import nnx
 from scipy.stats import spearmanr
 
-from jdps import curvature, ihvp, influence
+from jdps import influence
+
+from jdps.influence import curvature
+
+from jdps.influence import ihvp
 from jdps.errors import CheckpointError, InputError
 from jdps.losses import PAD_ID
 from jdps.models.functional import functional

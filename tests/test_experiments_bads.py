@@ -164,7 +164,6 @@ def _tiny_text(seed):
 
 def test_posterior_lm_loss_against_numpy():
     from jdps import bads
-
     task, params = bads_text.lm_task(TINY_TEXT, 0)
     state = bads.init(jax.random.key(0), params, 4, bads.BADSConfig(theta_samples=2))
     other = jax.tree.map(lambda p: p + 0.3 * jnp.sin(jnp.arange(p.size).reshape(p.shape)), params)

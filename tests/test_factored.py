@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps import factored as fa
+from jdps.gradients import factored as fa
 from jdps import losses
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
 from jdps.models.functional import functional
 from jdps.models.layers import Dense

@@ -8,7 +8,9 @@ from flax import nnx
 from jax.flatten_util import ravel_pytree
 from scipy.stats import spearmanr
 
-from jdps import ihvp, influence
+from jdps import influence
+
+from jdps.influence import ihvp
 from jdps.errors import InputError
 from jdps.models.functional import functional
 from jdps.models.layers import Dense

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps import ihvp, influence
+from jdps import influence
+
+from jdps.influence import ihvp
 from jdps.errors import InputError
 from jdps.losses import PAD_ID
 from jdps.models.functional import functional

@@ -6,7 +6,7 @@ from sklearn.cluster import KMeans as SKMeans
 from sklearn.datasets import make_blobs
 
 from jdps.errors import InputError
-from jdps.kmeans import kmeans, kmeans_plusplus, lloyd
+from jdps.quad.kmeans import kmeans, kmeans_plusplus, lloyd
 
 
 def numpy_inertia(x, centroids):

@@ -9,11 +9,11 @@ import pytest
 from flax import nnx
 
 from jdps import losses
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
 from jdps.models.functional import functional
 from jdps.models.layers import Dense
-from jdps.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.task import Task
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps import factored as fa
+from jdps.gradients import factored as fa
 from jdps import losses
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.data.dataset import Dataset, DatasetInfo
 from jdps.errors import InputError
-from jdps.features import per_example_features
+from jdps.gradients.features import per_example_features
 from jdps.models.functional import functional
 from jdps.models.layers import Dense
-from jdps.projection import BLOCK_ROWS, project
+from jdps.gradients.projection import BLOCK_ROWS, project
 from jdps.task import Task
 
 N = 10

@@ -11,9 +11,9 @@ import pytest
 from scipy.optimize import nnls as scipy_nnls
 from sklearn.linear_model import OrthogonalMatchingPursuit
 
-from jdps import pursuit as pu
+from jdps.gtp import pursuit as pu
 from jdps.errors import InputError
-from jdps.pursuit.nnls import cholesky
+from jdps.gtp.pursuit.nnls import cholesky
 
 N, D, K = 120, 24, 10
 NOISE = float(np.sqrt(np.finfo(np.float32).eps))  # the correlation / residual floor of float32

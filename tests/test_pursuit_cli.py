@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.checkpoint import Checkpoints
 from jdps.errors import InputError
 from jdps.models.mlp import mlp_task
-from jdps.projection import BLOCK_ROWS
-from jdps.pursuit_cli import add_pursuit_parsers
+from jdps.gradients.projection import BLOCK_ROWS
+from jdps.cli.gtp import add_pursuit_parsers
 
 P_IN, C, D = 6, 3, 8
 

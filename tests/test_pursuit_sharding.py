@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jdps import pursuit as pu
-
+from jdps.gtp import pursuit as pu
 ROOT = Path(__file__).resolve().parents[1]
 N, D, K = 1000, 16, 8
 COPIES = [5, 300, 777]  # identical rows on shards 0, 2 and 6 (128 rows a shard)
@@ -22,8 +21,7 @@ import sys, numpy as np, jax
 from jax.sharding import Mesh
 sys.path.insert(0, sys.argv[2])
 from test_pursuit_sharding import RUNS, problem
-from jdps import pursuit as pu
-
+from jdps.gtp import pursuit as pu
 a, b = problem()
 out = {"devices": np.array(jax.device_count())}
 for mesh_name, mesh in (("one", None), ("eight", Mesh(np.array(jax.devices()), ("data",)))):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jdps import bandit, influence, quad
-from jdps import ihvp as ih
+from jdps import influence, quad
+
+from jdps.quad import bandit
+from jdps.influence import ihvp as ih
 from jdps.errors import InputError
 from jdps.models.functional import functional
 from jdps.models.mlp import MLP

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from blackjax.sgmcmc.gradients import grad_estimator
 
-from jdps import sgmcmc
+from jdps.bads import sgmcmc
 from jdps.errors import InputError
 
 D = 3

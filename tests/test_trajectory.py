@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdps import trajectory as tj
+from jdps.gtp import trajectory as tj
 from jdps.errors import InputError
-from jdps.projection import BLOCK_ROWS
+from jdps.gradients.projection import BLOCK_ROWS
 
 P_IN, C, N, D = 5, 3, 7, 16
 KEY = jax.random.key(3)
@@ -127,7 +127,6 @@ def test_gtp_selects_global_indices_with_the_nnls_weights_of_its_support():
     from scipy.optimize import nnls
 
     from jdps import gtp
-
     arrays = data(0, n=24)
     batches = [{**{k: v[i:i + 8] for k, v in arrays.items()}, "index": np.arange(i, i + 8) + 100}
                for i in range(0, 24, 8)]  # global example ids 100..123

@@ -7,7 +7,7 @@
 
 POOL.npz and TARGET.npz hold `x` float [N, ...] and `y` int [N] (`jdps.data.user_arrays.load_npz`).
 A checkpoint is a `.npz` file of the model's parameters keyed by their '/'-joined paths, written by
-`np.savez(path, **jdps.param_filter.flat(params))`, or a directory of `jdps.checkpoint.Checkpoints` whose
+`np.savez(path, **jdps.gradients.param_filter.flat(params))`, or a directory of `jdps.checkpoint.Checkpoints` whose
 saved steps (each the params pytree) are taken in order. A.npy is [N, T d], row i for example i of
 POOL.npz; b.npy [T d] is the mean target row (the mean pool row without --target).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jdps import pursuit
+from jdps.gtp import pursuit
 from jdps.checkpoint import load_params
 from jdps.errors import InputError
 
@@ -53,7 +53,7 @@ def _task(args, x_shape: tuple[int, ...], num_classes: int):
 
 
 def _cmd_features(args) -> int:
-    from jdps import trajectory
+    from jdps.gtp import trajectory
     from jdps.data.user_arrays import load_npz
 
     pool = load_npz(args.pool)
@@ -127,7 +127,7 @@ def add_pursuit_parsers(subparsers) -> None:
     p.add_argument("--hidden", default=MLP_HIDDEN, help="MLP hidden widths, comma-separated")
     p.add_argument("--num-classes", type=int, default=0, help="classes of the model (default: max label + 1)")
     p.add_argument("--checkpoints", nargs="+", required=True,
-                   help=".npz parameter files (np.savez(path, **jdps.param_filter.flat(params))) or "
+                   help=".npz parameter files (np.savez(path, **jdps.gradients.param_filter.flat(params))) or "
                         "jdps.checkpoint.Checkpoints directories, in trajectory order")
     p.add_argument("--checkpoint-weights", help="c_t per checkpoint, comma-separated (default 1)")
     p.add_argument("--d", type=int, default=256, help="projection dimension per checkpoint")

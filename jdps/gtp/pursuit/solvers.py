@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from jdps.pursuit.nnls import (
+from jdps.gtp.pursuit.nnls import (
     cholesky_row,
     compact,
     dependent_rtol,
@@ -30,7 +30,7 @@ from jdps.pursuit.nnls import (
     noise_floor,
     put,
 )
-from jdps.pursuit.rows import StreamedRows, device_rows
+from jdps.gtp.pursuit.rows import StreamedRows, device_rows
 
 STOP_REASONS = ("running", "budget", "tolerance", "no_positive_correlation", "rank_limit", "max_iterations")
 RUNNING, BUDGET, TOLERANCE, NO_CORRELATION, RANK_LIMIT, MAX_ITERATIONS = range(6)

@@ -4,7 +4,7 @@ Energy (reconstructed; ALGORITHMS.md section 1), parameters theta, weights w in 
 
     U(theta, w) = rho sum_i w_i l_i(theta) + sum_j l^m_j(theta) + |theta|^2 / (2 sigma_theta^2) + R(w)
 
-with N training losses l_i, M meta losses l^m_j, R = -log p(w) (`jdps.weight_prior`) and the normaliser
+with N training losses l_i, M meta losses l^m_j, R = -log p(w) (`jdps.bads.weight_prior`) and the normaliser
 log Z(w) of p(theta | w, D_t) dropped; with `log_z="contrastive"` a meta-free chain theta' estimates its
 gradient, so the weights see l_i(theta) - l_i(theta') in place of l_i(theta).
 
@@ -47,8 +47,8 @@ import numpy as np
 from blackjax.base import SamplingAlgorithm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jdps import sgmcmc
-from jdps import weight_prior as wp
+from jdps.bads import sgmcmc
+from jdps.bads import weight_prior as wp
 from jdps.data import batching
 from jdps.data.dataset import Dataset
 from jdps.errors import InputError, SamplerDivergedError
@@ -77,7 +77,7 @@ class BADSConfig:
     temperature      T of exp(-U / T): 1 is the posterior                                        1.0
     rho              impact of the weighted training loss                                    [r] 5.0
     prior_std        sigma_theta of theta's (and phi's) Gaussian prior                       [r] 1.0
-    weight_prior     "gaussian" | "beta" | "mean_penalty" (see jdps.weight_prior)            [r] gaussian
+    weight_prior     "gaussian" | "beta" | "mean_penalty" (see jdps.bads.weight_prior)            [r] gaussian
     weight_prior_mean, weight_prior_std   beta (the sparsity level) and sigma_w              [r] 0.5, 1.0
     weight_param     "reflect" | "logit" | "network"                                         [r] reflect
     offbatch         "lazy" | "exact"                                                        [o] lazy

@@ -144,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the metrics as JSON here")
     p.set_defaults(run=_cmd_train)
 
-    from jdps.bads_cli import add_bads_parsers
+    from jdps.cli.bads import add_bads_parsers
 
     add_bads_parsers(sub)
-    from jdps.pursuit_cli import add_pursuit_parsers
+    from jdps.cli.gtp import add_pursuit_parsers
 
     add_pursuit_parsers(sub)
-    from jdps.influence_cli import add_influence_parsers
+    from jdps.cli.influence import add_influence_parsers
 
     add_influence_parsers(sub)
 

@@ -25,10 +25,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
-from jdps.per_example import batch_size_of, flatten, per_example_grads
-from jdps.projection import random_matrix
+from jdps.gradients.per_example import batch_size_of, flatten, per_example_grads
+from jdps.gradients.projection import random_matrix
 from jdps.task import Task
 
 Batch = dict[str, Any]

@@ -1,6 +1,6 @@
 """Quad: influence (quality) and clusters chosen by a bandit (diversity) as a selector.
 
-    quad = as_top_level_api(task, params, ihvp=jdps.ihvp.ekfac(1e-3, key=0))
+    quad = as_top_level_api(task, params, ihvp=jdps.influence.ihvp.ekfac(1e-3, key=0))
     state = quad.fit(pool, reference, key=0, embeddings=e)        # clusters, preconditioned reference gradient
     selection = quad.select(state, key=1, fraction=0.1)           # a jdps.selection.Selection
 
@@ -8,7 +8,7 @@
 reference set's preconditioned mean gradient v = (C + lambda I)^{-1} grad L(Q) (`jdps.influence`), and
 k-means of the pool's embeddings (MiniLM's, or any features [N, F]; the flattened inputs by default).
 
-`select`: each cluster is an arm of the UCB bandit of `jdps.bandit`, its documents in a random order
+`select`: each cluster is an arm of the UCB bandit of `jdps.quad.bandit`, its documents in a random order
 from `key`. Each round pulls the `clusters_per_round` arms of highest UCB among those with documents
 left; a pull takes the cluster's next block of `block_size` documents, scores the first
 `samples_per_pull` of them (a uniform sample of the block) and earns the reward
@@ -58,13 +58,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import bandit, influence
-from jdps import ihvp as ih
+from jdps import influence
+
+from jdps.quad import bandit
+from jdps.influence import ihvp as ih
 from jdps.data.dataset import host_arrays
 from jdps.errors import InputError
-from jdps.kmeans import KMeans, kmeans
-from jdps.per_example import check_finite_rows, flatten, per_example_grads
-from jdps.projection import project
+from jdps.quad.kmeans import KMeans, kmeans
+from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.gradients.projection import project
 from jdps.selection import Selection
 from jdps.validate import as_key, budget_from
 
@@ -108,7 +110,7 @@ def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int 
     """Precondition the reference gradient once and cluster the pool.
 
     key: a jax key or an integer seed (k-means, and the default ihvp's Fisher sampling); embeddings: [N, F]
-    (default: the pool's inputs flattened); ihvp: default `jdps.ihvp.ekfac(1e-3)` (the paper's); the
+    (default: the pool's inputs flattened); ihvp: default `jdps.influence.ihvp.ekfac(1e-3)` (the paper's); the
     curvature is fitted on `curvature_data` (default: the reference set).
     """
     key = as_key(key)

@@ -5,7 +5,7 @@ For checkpoints theta_1..theta_T (of a warm-up run, or T samples of the BADS cha
     a_i = [c_1 f(P_1^T G_1(g_i(theta_1))); ...; c_T f(P_T^T G_T(g_i(theta_T)))]        [T d]
 
     g_i(theta_t)  the gradient of example i's loss w.r.t. the leaves `param_filter` selects, [p];
-    P_t [p, d]    a random projection (jdps.projection) drawn from fold_in(key, t), the "evolving subspace";
+    P_t [p, d]    a random projection (jdps.gradients.projection) drawn from fold_in(key, t), the "evolving subspace";
                   shared_projection=True draws one P from `key` for every t (as LESS);
     G_t           the identity, or LESS's Adam preconditioner given the checkpoint's Adam moments (m_t, v_t):
                       G_t(g) = m' / sqrt(v' + eps),  m' = beta1 m_t + (1 - beta1) g,  v' = beta2 v_t + (1 - beta2) g^2
@@ -16,7 +16,7 @@ For checkpoints theta_1..theta_T (of a warm-up run, or T samples of the BADS cha
 
 so a_i . a_j = sum_t c_t^2 f(.) . f(.). Rows come in ascending global index order (`index`). The matrix is
 built one checkpoint block [N, d] at a time (memory O(N d)) and, with `out=path`, written into a `.npy`
-file opened as a memmap, ready for `jdps.pursuit` with A = np.load(path, mmap_mode='r').
+file opened as a memmap, ready for `jdps.gtp.pursuit` with A = np.load(path, mmap_mode='r').
 The target of in-domain selection is the mean row of A (`mean_row`); of target-domain selection the mean
 row of the target examples' trajectory with the same projections (`target_trajectory`).
 """
@@ -32,14 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import factored as fa
-from jdps import param_filter as pf
+from jdps.gradients import factored as fa
+from jdps.gradients import param_filter as pf
 from jdps.data.batching import scoring_batches
 from jdps.data.dataset import Dataset
 from jdps.errors import InputError
-from jdps.features import per_example_features
-from jdps.per_example import check_finite_rows, flatten, per_example_grads
-from jdps.projection import check_kind, project
+from jdps.gradients.features import per_example_features
+from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.gradients.projection import check_kind, project
 
 LESS_ADAM = (0.9, 0.999, 1e-8)  # beta1, beta2, eps of LESS's preconditioner
 
@@ -66,7 +66,7 @@ def _key(key):
 def _checkpoint_list(checkpoints) -> list:
     if not isinstance(checkpoints, Sequence) or isinstance(checkpoints, (str, bytes)) or not checkpoints:
         raise InputError("checkpoints must be a non-empty list of params pytrees (one per checkpoint); for samples "
-                         "stacked on a leading axis use jdps.trajectory.unstack(stacked)")
+                         "stacked on a leading axis use jdps.gtp.trajectory.unstack(stacked)")
     return list(checkpoints)
 
 

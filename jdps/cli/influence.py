@@ -9,7 +9,7 @@ TRAIN, QUERY, POOL and REF are npz files (`x` float [N, ...], `y` int [N], optio
 `jdps.data.user_arrays.load_npz` reads them; the model is a classifier, mlp by default) or text files, one
 document per line, cut into byte-token windows of --window tokens (`jdps.data.text.windows`; the model is
 the small causal transformer and the loss the next-token loss). P is a `.npz` of the parameters keyed by
-their '/'-joined paths (`np.savez(path, **jdps.param_filter.flat(params))`) or a `jdps.checkpoint.Checkpoints`
+their '/'-joined paths (`np.savez(path, **jdps.gradients.param_filter.flat(params))`) or a `jdps.checkpoint.Checkpoints`
 directory (its latest step); without it the model is trained briefly (--epochs) on TRAIN or POOL.
 
 `jdps influence` fits the curvature on TRAIN and writes `scores` float32 [n_query, n_train] (S_ij: the
@@ -134,8 +134,7 @@ def _params(args, task, template, data: dict):
 
 
 def _ihvp(args, key):
-    from jdps import ihvp as ih
-
+    from jdps.influence import ihvp as ih
     if args.ihvp == "identity":
         return ih.identity()
     if args.ihvp in ("exact", "cg"):
@@ -151,7 +150,6 @@ def _ids(data) -> np.ndarray:
 
 def _cmd_influence(args) -> int:
     from jdps import influence
-
     sets, text = _load(args, {"--train": args.train, "--query": args.query})
     train, query = sets["--train"], sets["--query"]
     task, template = _task(args, sets, text)
@@ -194,7 +192,6 @@ def _embeddings(args, pool, text: bool):
 
 def _cmd_quad(args) -> int:
     from jdps import quad
-
     sets, text = _load(args, {"--pool": args.pool, "--reference": args.reference})
     pool, reference = sets["--pool"], sets["--reference"]
     budget_from(len(pool), budget=args.budget, fraction=args.fraction)      # before any work
@@ -235,7 +232,7 @@ def _model_flags(p) -> None:
     p.add_argument("--d-model", type=int, default=64, help="transformer width")
     p.add_argument("--heads", type=int, default=4, help="transformer attention heads")
     p.add_argument("--layers", type=int, default=2, help="transformer blocks")
-    p.add_argument("--params", help="the model's parameters: an .npz (np.savez(path, **jdps.param_filter.flat("
+    p.add_argument("--params", help="the model's parameters: an .npz (np.savez(path, **jdps.gradients.param_filter.flat("
                                     "params))) or a jdps.checkpoint.Checkpoints directory (latest step)")
     p.add_argument("--epochs", type=int, default=2, help="without --params: epochs of brief training")
     p.add_argument("--lr", type=float, default=1e-3, help="without --params: Adam learning rate")
@@ -249,7 +246,6 @@ def _model_flags(p) -> None:
 def add_influence_parsers(subparsers) -> None:
     """Add the `influence` and `quad` subcommands to `subparsers` (argparse's add_subparsers())."""
     from jdps import quad
-
     p = subparsers.add_parser("influence", help="influence scores of training examples on query examples")
     p.add_argument("--train", required=True, help="training npz (x, y) or text file (one document per line)")
     p.add_argument("--query", required=True, help="query npz or text file, of the same kind as --train")

@@ -23,12 +23,12 @@ from functools import partial
 import jax
 import numpy as np
 
-from jdps import factored as fa
-from jdps import param_filter as pf
+from jdps.gradients import factored as fa
+from jdps.gradients import param_filter as pf
 from jdps.data.batching import scoring_batches
 from jdps.errors import InputError
-from jdps.per_example import check_finite_rows, flatten, per_example_grads
-from jdps.projection import check_kind, project
+from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.gradients.projection import check_kind, project
 from jdps.validate import as_key
 
 METHODS = ("vmap", "factored")

@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdps.errors import InputError
-from jdps.pursuit.nnls import least_squares, nnls
-from jdps.pursuit.rows import (
+from jdps.gtp.pursuit.nnls import least_squares, nnls
+from jdps.gtp.pursuit.rows import (
     AXIS,
     BLOCK,
     STREAM_ROWS,
@@ -53,7 +53,7 @@ from jdps.pursuit.rows import (
     device_norms,
     on_device,
 )
-from jdps.pursuit.solvers import STOP_REASONS, run_device, run_streamed
+from jdps.gtp.pursuit.solvers import STOP_REASONS, run_device, run_streamed
 
 METHODS = ("omp", "cosamp", "topk", "gradmatch")
 SCORES = ("correlation", "cosine")
@@ -120,7 +120,7 @@ def _checked(A, b, k, method, score, tol, ridge, iterations, max_iterations, mes
         raise InputError("the target b holds NaN or Inf; rebuild it from finite gradients")
     if not np.any(b):
         raise InputError("the target b is all zeros, so there is nothing to match; for in-domain selection pass "
-                         "the mean row of A (jdps.trajectory.mean_row), for target-domain the mean target row")
+                         "the mean row of A (jdps.gtp.trajectory.mean_row), for target-domain the mean target row")
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= n:
         raise InputError(f"budget k must be an integer in [1, N] = [1, {n}], got {k}")
     if not tol >= 0 or not ridge >= 0:

@@ -17,7 +17,7 @@ selected leaves. Each method is an `IHVP(fit, solve)` pair, as optax pairs init 
     lissa(lambda, key)         the Neumann recursion h_0 = v, h_j = v + h_{j-1} - (C_j h_{j-1} + lambda h_{j-1}) / s,
                                x = h_J / s, C_j on a minibatch drawn from `key` (or the whole fit set); the scale
                                s defaults to 2 (c_max + lambda), c_max by power iteration. Needs C >= 0.
-    kfac / ekfac(lambda)       block diagonal over Dense layers, Kronecker factored (jdps.curvature).
+    kfac / ekfac(lambda)       block diagonal over Dense layers, Kronecker factored (jdps.influence.curvature).
     identity()                 x = v: plain gradient dot products (TracIn at one checkpoint).
 
 C v is summed over the fit set (a Dataset or dict of arrays, kept on the device) in batches of `batch_size`
@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jdps import curvature as cv
-from jdps import param_filter as pf
+from jdps.influence import curvature as cv
+from jdps.gradients import param_filter as pf
 from jdps.data.batching import gather, scoring_indices
 from jdps.data.dataset import Dataset
 from jdps.errors import InputError
@@ -274,7 +274,7 @@ def _kronecker(kind: str, damping: float, fisher: str, key) -> IHVP:
 
 
 def kfac(damping: float, *, fisher: str = "true", key=None) -> IHVP:
-    """K-FAC: (A kron G + lambda I)^{-1} per Dense layer (see jdps.curvature); key samples the true Fisher."""
+    """K-FAC: (A kron G + lambda I)^{-1} per Dense layer (see jdps.influence.curvature); key samples the true Fisher."""
     return _kronecker("kfac", damping, fisher, key)
 
 

@@ -5,8 +5,8 @@
     state = gtp.fit(pool, target_data=target)                        # target-domain: b = mean target row
     selection = gtp.select(state, fraction=0.01, method="omp")      # a jdps.selection.Selection
 
-`fit` is the expensive, cacheable part (A [N, Td], b [Td], `jdps.trajectory`); `select` solves
-min_{w >= 0, |w|_0 <= k} |A_S^T w - b|^2 (`jdps.pursuit`: 'omp', 'cosamp', 'gradmatch') or takes the top-k
+`fit` is the expensive, cacheable part (A [N, Td], b [Td], `jdps.gtp.trajectory`); `select` solves
+min_{w >= 0, |w|_0 <= k} |A_S^T w - b|^2 (`jdps.gtp.pursuit`: 'omp', 'cosamp', 'gradmatch') or takes the top-k
 by correlation ('topk', weight 1). The selection holds the examples' global indices and their weights
 (fitting the mean trajectory, so they sum to about 1 for in-domain selection); `info` says how many atoms
 the pursuit supports and why it stopped: a budget it cannot fill is reported, never filled.
@@ -19,7 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jdps import pursuit, trajectory
+from jdps.gtp import pursuit
+
+from jdps.gtp import trajectory
 from jdps.errors import InputError
 from jdps.selection import Selection
 from jdps.validate import budget_from
@@ -41,7 +43,7 @@ class GTP(NamedTuple):
 def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, **options) -> GTPState:
     """Trajectory features of `data` over `checkpoints` and the target: the mean row (in-domain) or the mean
     trajectory of `target_data` (target-domain, with the same projections, without Adam preconditioning).
-    `options` go to `jdps.trajectory.trajectory_features`; `out` writes A to a .npy file (a memmap)."""
+    `options` go to `jdps.gtp.trajectory.trajectory_features`; `out` writes A to a .npy file (a memmap)."""
     traj = trajectory.trajectory_features(task, checkpoints, data, d=d, key=key, out=out, **options)
     if target_data is None:
         b = trajectory.mean_row(traj.features)
@@ -55,10 +57,10 @@ def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, **o
 def select(state: GTPState, *, budget: int | None = None, fraction: float | None = None, method: str = "omp",
            **solver_options) -> Selection:
     """Select k = budget (or ceil(fraction N)) examples by `method`; `solver_options` go to
-    `jdps.pursuit.solve` (tol, iterations, ridge, score, mesh, block_rows). Weights are non-negative."""
+    `jdps.gtp.pursuit.solve` (tol, iterations, ridge, score, mesh, block_rows). Weights are non-negative."""
     if not solver_options.get("nonneg", True):
         raise InputError("a Selection holds non-negative training weights; for signed weights call "
-                         "jdps.pursuit.solve(A, b, k, nonneg=False) on state.features, state.target")
+                         "jdps.gtp.pursuit.solve(A, b, k, nonneg=False) on state.features, state.target")
     k = budget_from(len(state.features), budget=budget, fraction=fraction)
     result = pursuit.solve(state.features, state.target, k, method=method, **solver_options)
     b_norm = float(np.linalg.norm(state.target))

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import param_filter as pf
+from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
 
 Batch = dict[str, Any]

@@ -2,7 +2,7 @@
 
     I(z, Q) = +grad L(Q)^T (C + lambda I)^{-1} grad l(z)       higher: up-weighting z lowers L(Q) more
 
-with L(Q) the mean loss over the query set Q and C the curvature of `jdps.ihvp` (the textbook influence on
+with L(Q) the mean loss over the query set Q and C the curvature of `jdps.influence.ihvp` (the textbook influence on
 the loss is the negative), over the leaves a parameter filter selects. Two phases:
 
     fitted = fit(task, params, data, ihvp=ihvp.ekfac(1e-3, key=key))      the curvature of `data`, once
@@ -13,7 +13,7 @@ the loss is the negative), over the leaves a parameter filter selects. Two phase
                                         of the per-example losses along v scores a whole batch (`jvp_scores`),
                                         with no per-example gradient
     normalize=True                      cosines v . g / (|v| |g|); in query_scores |g_j| comes from ghost norms
-                                        (jdps.factored.grad_norms)
+                                        (jdps.gradients.factored.grad_norms)
     ihvp=ihvp.identity()                gradient dot products; `tracin` sums them over checkpoints weighted by
                                         their learning rates: sum_t eta_t grad l(z; theta_t) . grad L(Q; theta_t)
 
@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdps.data import batching
-from jdps import factored as fa
-from jdps import ihvp as ih
-from jdps import param_filter as pf
+from jdps.gradients import factored as fa
+from jdps.influence import ihvp as ih
+from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
-from jdps.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.task import Task
 
 
@@ -90,7 +90,7 @@ def _collect(step, data, batch_size: int, name: str):
 def fit(task, params, data, *, ihvp: ih.IHVP, param_filter=None, batch_size: int = 256, state=None) -> Fitted:
     """Fit `ihvp` on `data` (the curvature's examples) over the leaves `param_filter` selects.
 
-    state: a state fitted before (e.g. factors from `jdps.curvature.load_factors`): then nothing is refit.
+    state: a state fitted before (e.g. factors from `jdps.influence.curvature.load_factors`): then nothing is refit.
     """
     task = fa.as_task(task)
     first, _ = _read(data, batch_size, "curvature data")

@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdps import factored as fa
-from jdps import param_filter as pf
+from jdps.gradients import factored as fa
+from jdps.gradients import param_filter as pf
 from jdps.data import batching
 from jdps.errors import CheckpointError, InputError
 from jdps.losses import PAD_ID
@@ -256,6 +256,6 @@ def load_factors(path: str):
     import orbax.checkpoint as ocp
 
     if not os.path.isdir(path):
-        raise CheckpointError(f"no saved factors at {path!r}; fit them with jdps.curvature.fit and write them "
+        raise CheckpointError(f"no saved factors at {path!r}; fit them with jdps.influence.curvature.fit and write them "
                               "with save_factors first")
     return ocp.StandardCheckpointer().restore(os.path.abspath(path))
