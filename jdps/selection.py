@@ -7,9 +7,10 @@
     scores   float [N]  the per-example score the selection ranked by (higher is better), or None
     info     dict       what the selector wants to report (method, budget, ...)
 
-`select(scores, top_k= | fraction= | threshold= | soft=True)` reads non-negative per-example scores
-(e.g. BADS posterior-mean weights) out as a hard selection (every weight 1) of the top k, of the
-top ceil(f N), or of those >= threshold; or as a soft one (every example, weighted by its score).
+`readout(scores, budget= | fraction= | threshold= | soft=True)` reads per-example scores (e.g. BADS
+posterior-mean weights) out as a hard selection (every weight 1) of the top k, of the top ceil(f N), or
+of those >= threshold; or as a soft one (every example, weighted by its score, which must be >= 0).
+`random_subset(key, n, budget= | fraction=)` is the one uniform random selection.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import warnings
+
+import jax
 import numpy as np
 
 from jdps.errors import InputError
-from jdps.validate import budget_from
+from jdps.validate import as_key, budget_from
 
 
 @dataclass(frozen=True)
@@ -64,32 +68,46 @@ def _checked(scores) -> np.ndarray:
     return scores
 
 
-def select(scores, *, top_k: int | None = None, fraction: float | None = None,
-           threshold: float | None = None, soft: bool = False, info: dict | None = None) -> Selection:
+def readout(scores, *, budget: int | None = None, fraction: float | None = None,
+            threshold: float | None = None, soft: bool = False, info: dict | None = None) -> Selection:
     """Read per-example scores [N] (>= 0 for `soft`) out as a `Selection`; give exactly one mode.
 
-    top_k / fraction: the k (or ceil(fraction N)) highest scores, weight 1 each.
+    budget / fraction: the k (or ceil(fraction N)) highest scores, weight 1 each.
     threshold: every example with score >= threshold, weight 1 each (may be empty).
     soft: every example, weighted by its score.
     Indices come best first, ties broken by the lowest index.
     """
-    modes = {"top_k": top_k, "fraction": fraction, "threshold": threshold, "soft": soft or None}
+    modes = {"budget": budget, "fraction": fraction, "threshold": threshold, "soft": soft or None}
     given = [k for k, v in modes.items() if v is not None]
     if len(given) != 1:
-        raise InputError(f"give exactly one of top_k, fraction, threshold or soft=True (got {given or 'none'})")
+        raise InputError(f"give exactly one of budget, fraction, threshold or soft=True (got {given or 'none'})")
     scores = _checked(scores)
     order = ranking(scores)
     info = {"mode": given[0], **(info or {})}
     if soft:
         if np.any(scores < 0):
             raise InputError("soft selection needs scores >= 0 (they become training weights); "
-                             "shift or clip the scores, or use top_k / fraction")
+                             "shift or clip the scores, or use budget / fraction")
         return Selection(order, scores[order], scores, info)
     if threshold is not None:
         order = order[scores[order] >= threshold]
     else:
-        order = order[: budget_from(len(scores), budget=top_k, fraction=fraction)]
+        order = order[: budget_from(len(scores), budget=budget, fraction=fraction)]
     return Selection(order, np.ones(len(order)), scores, info)
+
+
+def select(scores, *, top_k: int | None = None, **modes) -> Selection:
+    """Deprecated name of `readout` (its `top_k=` is now `budget=`); it warns and will go."""
+    warnings.warn("jdps.selection.select is deprecated: call jdps.selection.readout(scores, budget=k, ...)",
+                  DeprecationWarning, stacklevel=2)
+    return readout(scores, budget=top_k, **modes)
+
+
+def random_subset(key, n: int, *, budget: int | None = None, fraction: float | None = None) -> np.ndarray:
+    """k = budget (or ceil(fraction n)) distinct indices of 0..n-1 drawn uniformly from `key` (a jax key
+    or an integer seed), in increasing order -> int [k]."""
+    k = budget_from(n, budget=budget, fraction=fraction)
+    return np.sort(np.asarray(jax.random.choice(as_key(key), n, (k,), replace=False)))
 
 
 def mean_weight_by_group(weights, groups) -> dict:

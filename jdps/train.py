@@ -1,8 +1,8 @@
 """The training loop every experiment uses: optax on a (weighted) subset, and masked evaluation.
 
-Each epoch is one jit-compiled `lax.scan` over the fixed-shape minibatches of
-`jdps.data.batching.epoch_indices`: a fresh permutation of the subset from the epoch's key, cut into
-n // batch_size batches (the last partial batch is dropped). With per-example weights w (1 by default)
+Each epoch is one jit-compiled `lax.scan` of the one epoch driver (`jdps.loop`) over fixed-shape
+minibatches: a fresh permutation of the subset from the epoch's key, cut into n // batch_size batches
+(the last partial batch dropped, or padded and masked with remainder="pad"). With per-example weights w (1 by default)
 the loss of a minibatch B is
 
     normalize="batch":    L_B = sum_{i in B} w_i l_i(params) / |B|
@@ -16,7 +16,8 @@ example once, in padded batches whose padding is masked.
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any, Literal, Mapping, NamedTuple
 
 import jax
@@ -24,11 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdps.data.batching import device_arrays, epoch_indices, gather, scoring_indices
+from jdps import loop
+from jdps.data.batching import device_arrays, gather, scoring_indices
 from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError, TrainingDivergedError
 from jdps.task import Task
-from jdps.validate import as_key, check_finite
+from jdps.validate import check_finite
 
 Data = Dataset | Mapping[str, Any]
 DEFAULT_OPTIMIZER = optax.adam(1e-3)
@@ -74,43 +76,60 @@ def _check_weights(weights, n: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "optimizer", "normalize", "batch_size"))
-def train_epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size):
-    """One compiled pass over the rows `subset` [n] of `arrays` in minibatches drawn from `key`, each step
-    an optax update on the weighted loss of the module docstring (`weights` [N] by global index);
-    returns (params, opt_state, minibatch losses [steps]). `train` loops it; a caller that changes the
-    weights or the subset between passes while keeping the optimizer state calls it directly."""
+@lru_cache(maxsize=64)
+def train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, normalize: str) -> Callable:
+    """The `jdps.loop` step of plain (weighted) training: state (params, opt_state, weights [N] by global
+    index), one optax update on the weighted loss of the module docstring; info: the batch's loss. One
+    function object per (loss_fn, optimizer, normalize), so its compiled epoch is reused."""
 
-    def objective(p, batch):
+    def objective(p, weights, batch):
         mask = batch["mask"]
         w = jnp.where(mask, weights[batch["index"]], 0.0)
         losses = jnp.where(mask, loss_fn(p, batch), 0.0)
         denom = mask.sum() if normalize == "batch" else w.sum()
         return jnp.sum(w * losses) / jnp.where(denom > 0, denom, 1.0)
 
-    def step(carry, positions):
-        p, state = carry
-        loss, grads = jax.value_and_grad(objective)(p, gather(arrays, subset[positions]))
-        updates, state = optimizer.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), loss
+    def step(key, state, batch, meta_batch):
+        params, opt_state, weights = state
+        loss, grads = jax.value_and_grad(objective)(params, weights, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, weights), loss
 
-    grid = epoch_indices(key, subset.shape[0], batch_size)
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), grid)
+    return step
+
+
+def train_epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size,
+                remainder: str = "drop"):
+    """One compiled pass (`jdps.loop.epoch`) over the rows `subset` [n] of `arrays`, in minibatches drawn
+    from `key`, each step an optax update on the weighted loss of the module docstring (`weights` [N] by
+    global index); returns (params, opt_state, minibatch losses [steps]). `train` runs the same step; a
+    caller that changes the weights or the subset between passes, keeping the optimizer state, calls this."""
+    step = train_step(loss_fn, optimizer, normalize)
+    (params, opt_state, _), losses = loop.epoch(step, key, (params, opt_state, weights), arrays, subset,
+                                                batch_size=batch_size, remainder=remainder)
     return params, opt_state, losses
 
 
-def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
-          optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
-          normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
-          eval_batch_size: int = 1024) -> TrainResult:
-    """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs.
+def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"the training loss became NaN or Inf at epoch {epoch}, step {step} (step {global_step} of the run); "
+        "lower the learning rate, or clip gradients with optax.chain(optax.clip_by_global_norm(1.0), ...), "
+        "and check the inputs are scaled")
 
-    key: a jax key or an integer seed (the minibatch order); optimizer: optax, default adam(1e-3);
-    weights: one weight >= 0 per example of the full data [N] (by global index); normalize: see the
-    module docstring. A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
-    runs after every epoch. Raises TrainingDivergedError, naming the epoch and step, when the loss
-    becomes NaN or Inf. The compiled epoch is cached on (task.loss_fn, optimizer, normalize,
-    batch size): pass the same objects to reuse it.
+
+def train(task: Task, params, data: Data, *, key, epochs: int | None = None, steps: int | None = None,
+          batch_size: int, optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
+          normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
+          eval_batch_size: int = 1024, remainder: str = "drop", progress=None) -> TrainResult:
+    """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs or `steps` steps.
+
+    key: a jax key or an integer seed (the minibatch order; epoch e from fold_in(key, e), `jdps.loop`);
+    optimizer: optax, default adam(1e-3); weights: one weight >= 0 per example of the full data [N] (by
+    global index); normalize: see the module docstring; remainder: "drop" or "pad" the last partial
+    batch (`jdps.loop`). A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
+    runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs. Raises
+    TrainingDivergedError, naming the epoch and step, when the loss becomes NaN or Inf. The compiled
+    epoch is cached on (task.loss_fn, optimizer, normalize, batch size): pass the same objects to reuse it.
     """
     host = host_arrays(data, "data")
     n = len(host["x"])
@@ -118,34 +137,29 @@ def train(task: Task, params, data: Data, *, key, epochs: int, batch_size: int,
     w = _check_weights(weights, n)
     if normalize not in ("batch", "weights"):
         raise InputError(f"normalize must be 'batch' (sum w l / |B|) or 'weights' (sum w l / sum w), got {normalize!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if int(value) != value or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size}")
     if not w[idx].any():
         raise InputError("every weight on the training subset is zero, so there is nothing to train on; "
                          "give some examples a positive weight or leave them out of indices")
     check_finite("data 'x'", host["x"][idx])
     arrays, subset, w = device_arrays(host), jnp.asarray(idx, jnp.int32), jnp.asarray(w)
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
-    opt_state = optimizer.init(params)
-    run = partial(train_epoch, loss_fn=task.loss_fn, optimizer=optimizer, normalize=normalize,
-                  batch_size=min(int(batch_size), len(idx)))
-    history: dict[str, list] = {"loss": [], "step_loss": []}
-    for epoch, epoch_key in enumerate(jax.random.split(as_key(key), int(epochs))):
-        params, opt_state, step_losses = run(params, opt_state, arrays, subset, w, epoch_key)
-        step_losses = np.asarray(step_losses)
-        bad = np.flatnonzero(~np.isfinite(step_losses))
-        if bad.size:
-            raise TrainingDivergedError(
-                f"the training loss became {step_losses[bad[0]]} at epoch {epoch + 1}, step {bad[0] + 1} "
-                f"(of {len(step_losses)} steps per epoch); lower the learning rate, or clip gradients with "
-                "optax.chain(optax.clip_by_global_norm(1.0), ...), and check the inputs are scaled")
-        history["loss"].append(step_losses.mean())
-        history["step_loss"].append(step_losses)
-        if eval_data is not None:
-            for name, value in evaluate(task, params, eval_data, eval_batch_size).items():
-                history.setdefault(f"eval_{name}", []).append(value)
-    history["step_loss"] = np.concatenate(history["step_loss"])
+    b = min(int(batch_size), len(idx))
+    history: dict[str, Any] = {}
+
+    def evaluate_epoch(epoch, state):  # the epoch-boundary hook
+        for name, value in evaluate(task, state[0], eval_data, eval_batch_size).items():
+            history.setdefault(f"eval_{name}", []).append(value)
+
+    state = (params, optimizer.init(params), w)
+    (params, opt_state, _), losses = loop.run(
+        train_step(task.loss_fn, optimizer, normalize), state, arrays, key=key, epochs=epochs, steps=steps,
+        batch_size=b, subset=subset, remainder=remainder, diverged=_diverged,
+        checkpoint=None if eval_data is None else evaluate_epoch, progress=progress)
+    per_epoch = loop.schedule(len(idx), b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
+    history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))]
+    history["step_loss"] = losses
     return TrainResult(params, opt_state, {k: np.asarray(v) for k, v in history.items()})
 
 

@@ -11,6 +11,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from jdps import bads
+from jdps.selection import mean_weight_by_group
 from jdps.bads import weight_prior as wp
 from jdps.data.batching import gather
 from jdps.errors import InputError
@@ -289,7 +290,7 @@ def test_denoising_run_ranks_flipped_labels_low(weight_param):
     assert info.loss.shape == (16 * 8,) and info.finite.all()
     weights = bads.posterior_mean_weights(state)
     assert roc_auc_score(flipped, -weights) > 0.9
-    by_group = bads.mean_weight_by_group(weights, np.where(flipped, "flipped", "clean"))
+    by_group = mean_weight_by_group(weights, np.where(flipped, "flipped", "clean"))
     assert by_group["flipped"] < 0.5 * by_group["clean"] and by_group["clean"] > 0.3  # no collapse to 0
     centres = np.array([[3, 0], [-1.5, 2.6], [-1.5, -2.6]], np.float32)
     probs = bads.posterior_predictive(lambda p, x: x @ p["w"] + p["b"], state, jnp.asarray(centres))

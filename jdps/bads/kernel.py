@@ -1,6 +1,6 @@
 """BADS: Bayesian data point selection, by SGLD over the network and one weight per example.
 
-Energy (reconstructed; ALGORITHMS.md section 1), parameters theta, weights w in [0, 1]^N:
+Energy (reconstructed: the paper's exact energy is not published), parameters theta, weights w in [0, 1]^N:
 
     U(theta, w) = rho sum_i w_i l_i(theta) + sum_j l^m_j(theta) + |theta|^2 / (2 sigma_theta^2) + R(w)
 
@@ -32,13 +32,12 @@ Readout: after `burn_in` steps, at every `thin`-th step, each visited weight's n
 running mean (a sample at a visit time, chosen independently of the weights); `avg_window` S turns
 it into an exponential average over about S samples. theta: a ring of `theta_samples` snapshots,
 one every `theta_thin` steps (default: an epoch, N // b) after burn-in, for posterior-averaged
-prediction. Batches come from `jdps.data.batching`; `run_epochs` scans whole epochs in one call.
+prediction. Batches come from `jdps.data.batching`; `jdps.bads.sampler` runs the kernel over whole
+epochs with the one epoch driver (`jdps.loop`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -49,115 +48,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jdps.bads import sgmcmc
 from jdps.bads import weight_prior as wp
-from jdps.data import batching
-from jdps.data.dataset import Dataset
-from jdps.errors import InputError, SamplerDivergedError
-from jdps.selection import mean_weight_by_group, select
+from jdps.bads.config import BADSConfig
+from jdps.errors import InputError
 
-__all__ = ["BADSConfig", "BADSState", "BADSInfo", "SamplerDivergedError", "init", "build_kernel",
-           "as_top_level_api", "run_epochs", "posterior_mean_weights", "theta_samples",
-           "posterior_predictive", "state_shardings", "select", "mean_weight_by_group"]
-
-_CHOICES = {
-    "weight_prior": ("gaussian", "beta", "mean_penalty"),
-    "weight_param": ("reflect", "logit", "network"),
-    "offbatch": ("lazy", "exact"),
-    "theta_loss": ("weighted", "self_normalised"),
-    "log_z": ("dropped", "contrastive"),
-}
-
-
-@dataclass(frozen=True)
-class BADSConfig:
-    """BADS options. [r] reconstructed (the paper's choice is not known), [o] this project's choice.
-
-    lr               theta's SGD-like step alpha; SGLD step lr / N                            [o] 0.05
-    weight_lr        step of one visit to a weight; SGLD step weight_lr b / N                [o] 0.1
-    weight_substeps  Euler sub-steps a lazy visit is integrated in                           [o] 20
-    temperature      T of exp(-U / T): 1 is the posterior                                        1.0
-    rho              impact of the weighted training loss                                    [r] 5.0
-    prior_std        sigma_theta of theta's (and phi's) Gaussian prior                       [r] 1.0
-    weight_prior     "gaussian" | "beta" | "mean_penalty" (see jdps.bads.weight_prior)            [r] gaussian
-    weight_prior_mean, weight_prior_std   beta (the sparsity level) and sigma_w              [r] 0.5, 1.0
-    weight_param     "reflect" | "logit" | "network"                                         [r] reflect
-    offbatch         "lazy" | "exact"                                                        [o] lazy
-    theta_loss       "weighted" (faithful) | "self_normalised" (deviation: theta's
-                     effective step does not shrink with mean(w))                            weighted
-    log_z            "dropped" | "contrastive" (a second, meta-free chain; twice the cost)  [r] dropped
-    burn_in, thin    steps before the running means start; record every thin-th step         0, 1
-    avg_window       None: mean of all samples; S: exponential average over ~S samples       None
-    theta_samples    size of the ring of theta snapshots (0: none)                           4
-    theta_thin       steps between snapshots (None: one epoch, N // b)                       None
-    net_width, net_lr   width H and step of the weight network                               100, 0.1
-
-    Why these defaults (experiments settle them): a weight must reach its conditional posterior
-    within a few visits (epochs), sooner than the network memorises a flipped label; weights that
-    settle slower still rank noisy examples low, but leave them near full weight while theta fits
-    them, which costs accuracy. Given theta, a weight's law is exp(-(rho l_i w + R(w)) / T) on [0, 1];
-    at T = 1 with a broad prior (sigma_w = 1) its mean is about 1 / (rho l_i) when rho l_i >> 1 and
-    near 1/2 when rho l_i << 1, so rho = 5 puts a flipped label (l ~ 2.3, chance on ten classes) near
-    w = 0.1 while a fitted example (l ~ 0.2) stays near 0.45. One visit moves a weight by
-    weight_lr rho l_i (0.1 * 5 * 2.3 ~ 1: a noisy weight drops in one visit) with noise of std
-    sqrt(2 weight_lr T) = 0.45 (a clean weight crosses [0, 1] in about five visits). So large a move
-    is integrated in 20 sub-steps (noise std 0.1 each): one big reflected step bounces a falling
-    weight back up from 0 and biases the chain upwards. lr = 0.05 because with rho = 5 and
-    mean(w) ~ 0.4, theta's effective SGD step is about 2 lr = 0.1. The weight network's outputs
-    have no per-example noise (every example informs phi, so its posterior is narrow): they sit near
-    the minimiser of rho l_i w + R(w), w ~ beta - rho sigma_w^2 l_i for the Gaussian prior, so with
-    it choose rho sigma_w^2 ~ beta / (a noisy example's loss), e.g. rho = 1, weight_prior_std = 0.3.
-    """
-
-    lr: float = 0.05
-    weight_lr: float = 0.1
-    weight_substeps: int = 20
-    temperature: float = 1.0
-    rho: float = 5.0
-    prior_std: float = 1.0
-    weight_prior: str = "gaussian"
-    weight_prior_mean: float = 0.5
-    weight_prior_std: float = 1.0
-    weight_param: str = "reflect"
-    offbatch: str = "lazy"
-    theta_loss: str = "weighted"
-    log_z: str = "dropped"
-    burn_in: int = 0
-    thin: int = 1
-    avg_window: int | None = None
-    theta_samples: int = 4
-    theta_thin: int | None = None
-    net_width: int = 100
-    net_lr: float = 0.1
-
-    def __post_init__(self):
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise InputError(f"{name}={getattr(self, name)!r} is not an option; choose one of {choices}")
-        positive = {"lr": self.lr, "prior_std": self.prior_std, "weight_prior_std": self.weight_prior_std}
-        non_negative = {"weight_lr": self.weight_lr, "temperature": self.temperature, "rho": self.rho,
-                        "net_lr": self.net_lr}
-        for name, v in positive.items():
-            if not v > 0:
-                raise InputError(f"{name} must be > 0, got {v}")
-        for name, v in non_negative.items():
-            if not v >= 0:
-                raise InputError(f"{name} must be >= 0, got {v}")
-        beta, std = self.weight_prior_mean, self.weight_prior_std
-        open_unit = self.weight_param != "reflect" or self.weight_prior == "beta"
-        if not (0 < beta < 1 if open_unit else 0 <= beta <= 1):
-            raise InputError(f"weight_prior_mean must lie in {'(0, 1)' if open_unit else '[0, 1]'} for "
-                             f"weight_param={self.weight_param!r}, weight_prior={self.weight_prior!r}; got {beta}")
-        if self.weight_prior == "beta" and not std**2 < beta * (1 - beta):
-            raise InputError(f"a Beta prior with mean {beta} needs weight_prior_std < {np.sqrt(beta * (1 - beta)):.4g}"
-                             f" (got {std}); lower weight_prior_std")
-        if self.weight_param == "network" and self.offbatch != "lazy":
-            raise InputError("offbatch applies to per-example weights; leave it 'lazy' with the weight network")
-        ints = {"burn_in": (self.burn_in, 0), "thin": (self.thin, 1), "theta_samples": (self.theta_samples, 0),
-                "net_width": (self.net_width, 1), "weight_substeps": (self.weight_substeps, 1),
-                "avg_window": (self.avg_window, 1), "theta_thin": (self.theta_thin, 1)}
-        for name, (v, low) in ints.items():
-            if v is not None and (int(v) != v or v < low):
-                raise InputError(f"{name} must be an integer >= {low}, got {v}")
-
+__all__ = ["BADSState", "BADSInfo", "init", "build_kernel", "as_top_level_api", "posterior_mean_weights",
+           "theta_samples", "posterior_predictive", "state_shardings"]
 
 class BADSState(NamedTuple):
     """The sampler state; per-example arrays [N] are indexed by global example index.
@@ -420,77 +315,6 @@ def as_top_level_api(task, meta_task, n_train: int, n_meta: int, config: BADSCon
 
     step_fn.config, step_fn.n_train, step_fn.n_meta = config, int(n_train), int(n_meta)  # read by run_epochs
     return SamplingAlgorithm(init_fn, step_fn)
-
-
-def _device_data(data, name: str) -> dict:
-    if isinstance(data, Mapping) and data and all(isinstance(v, jax.Array) for v in data.values()):
-        arrays = {k: v for k, v in data.items() if k not in batching.RESERVED}
-        if len({len(v) for v in arrays.values()}) > 1:
-            raise InputError(f"{name}: mismatched lengths {({k: len(v) for k, v in arrays.items()})}; "
-                             "every per-example array needs one row per example")
-        return arrays
-    if not isinstance(data, (Dataset, Mapping)) or not len(data):
-        raise InputError(f"{name} must be a jdps Dataset or a non-empty dict of per-example arrays")
-    return batching.device_arrays(data)
-
-
-@partial(jax.jit, static_argnames=("step", "batch_size", "meta_batch_size", "batch_sharding"))
-def _epoch(step, key, state, arrays, meta_arrays, batch_size, meta_batch_size, batch_sharding):
-    n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
-    k_order, k_steps = jax.random.split(key)
-    grid = batching.epoch_indices(k_order, n, batch_size)
-
-    def body(s, inputs):
-        index, k = inputs
-        k_meta, k_step = jax.random.split(k)
-        batch = batching.gather(arrays, index)
-        if batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-        meta_batch = batching.gather(meta_arrays, jax.random.choice(k_meta, m, (meta_batch_size,), replace=False))
-        return step(k_step, s, batch, meta_batch)
-
-    return jax.lax.scan(body, state, (grid, jax.random.split(k_steps, grid.shape[0])))
-
-
-def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epochs: int, batch_size: int,
-               meta_batch_size: int, *, batch_sharding=None) -> tuple[BADSState, BADSInfo]:
-    """Run `epochs` epochs of `step` (from `as_top_level_api`); each epoch is one compiled `lax.scan`.
-
-    Epoch e draws its order from `fold_in(key, e)` (`epoch_indices`, remainder dropped) and each step a
-    meta batch of `meta_batch_size` distinct meta examples. `arrays`/`meta_arrays`: a `Dataset` or a
-    dict of per-example arrays (device arrays, possibly sharded, are used as they are);
-    `batch_sharding` (e.g. NamedSharding(mesh, P('data'))) constrains each batch. Returns the state
-    and the per-step `BADSInfo` [epochs * steps]; raises `SamplerDivergedError` at the first NaN.
-    """
-    arrays, meta_arrays = _device_data(arrays, "arrays"), _device_data(meta_arrays, "meta_arrays")
-    n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
-    if n != state.weight_mean.shape[0]:
-        raise InputError(f"arrays have {n} examples but the state holds {state.weight_mean.shape[0]} weights; "
-                         "pass the training set the sampler was built for")
-    n_meta = getattr(step, "n_meta", m)
-    if m != n_meta:
-        raise InputError(f"meta_arrays have {m} examples but the sampler was built with n_meta={n_meta}; "
-                         "pass the meta set's size to as_top_level_api")
-    if int(meta_batch_size) != meta_batch_size or not 1 <= meta_batch_size <= m:
-        raise InputError(f"meta_batch_size must be an integer in [1, {m}] (the meta set's size), got {meta_batch_size}")
-    if int(epochs) != epochs or epochs < 1:
-        raise InputError(f"epochs must be a positive integer, got {epochs}")
-    batching.check_batch_size(n, batch_size, training=True)
-    infos = []
-    for e in range(int(epochs)):
-        start = int(state.step)
-        state, info = _epoch(step, jax.random.fold_in(key, e), state, arrays, meta_arrays,
-                             int(batch_size), int(meta_batch_size), batch_sharding)
-        finite = np.asarray(info.finite)
-        if not finite.all():
-            cfg = getattr(step, "config", BADSConfig())
-            raise SamplerDivergedError(
-                f"BADS diverged at step {start + int(np.argmin(finite)) + 1} (epoch {e + 1}): the parameters or "
-                f"weights became NaN or Inf. Lower the step sizes (lr={cfg.lr}, weight_lr={cfg.weight_lr}"
-                f"{f', net_lr={cfg.net_lr}' if cfg.weight_param == 'network' else ''}), e.g. tenfold, "
-                "and check that every example's loss is finite")
-        infos.append(jax.tree.map(np.asarray, info))
-    return state, BADSInfo(*(np.concatenate(x) for x in zip(*infos)))
 
 
 def posterior_mean_weights(state: BADSState) -> np.ndarray:

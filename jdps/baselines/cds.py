@@ -82,7 +82,8 @@ def run_cds(task: Task, params, train, meta, *, key, epochs: int, batch_size: in
     arrays, b = device_arrays(concat(dt, dm)), min(int(batch_size), n + m)
     rows, opt_state = jnp.arange(n + m, dtype=jnp.int32), optimizer.init(params)
     losses = []
-    for e, epoch_key in enumerate(jax.random.split(k_train, p)):
+    for e in range(p):
+        epoch_key = jax.random.fold_in(k_train, e)  # as jdps.loop derives an epoch's key
         weights = jnp.asarray(np.concatenate([masks[e], np.ones(m, bool)]), jnp.float32)
         params, opt_state, step_losses = train_epoch(params, opt_state, arrays, rows, weights, epoch_key,
                                                 loss_fn=task.loss_fn, optimizer=optimizer,

@@ -26,9 +26,10 @@ import optax
 from jdps.baselines.common import BaselineResult, concat, passes, step_budget
 from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError
+from jdps.selection import random_subset
 from jdps.task import Task
 from jdps.train import train as train_loop
-from jdps.validate import as_key, budget_from
+from jdps.validate import as_key
 
 METHODS = ("uniform", "meta_only", "dup_meta", "random", "oracle")
 
@@ -51,9 +52,7 @@ def training_set(name: str, n_train: int, n_meta: int, *, key=None, budget: int 
         if budget is None and fraction is None:
             raise InputError("random needs the size of its subset: pass budget=k (e.g. the number of examples "
                              "BADS keeps) or fraction=f")
-        k = budget_from(n_train, budget=budget, fraction=fraction)
-        chosen = np.asarray(jax.random.choice(as_key(key), n_train, (k,), replace=False))
-        return np.concatenate([np.sort(chosen), meta])
+        return np.concatenate([random_subset(key, n_train, budget=budget, fraction=fraction), meta])
     if name == "oracle":
         if clean is None:
             raise InputError("oracle needs the truth: pass clean (bool [N], True for clean examples), or a "

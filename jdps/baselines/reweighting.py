@@ -15,8 +15,8 @@ MWN (Shu et al. 2019): w_i = V(l_i; phi) = sigmoid(relu(l_i a + c) . v + d), a n
     theta <- optimizer step on mean_B V(l_i; phi_new) l_i(theta).
 
 A step is a pure function `step(state, batch, meta_batch) -> (state, StepInfo)` over a
-`ReweightState`; `run` scans the steps of each epoch in one compiled `lax.scan`, with batches from
-`jdps.data.batching` (padding rows masked) and a meta batch of distinct meta examples each step. A
+`ReweightState`; `run` drives it with the one epoch driver (`jdps.loop`: one compiled `lax.scan` an
+epoch, padding rows masked, a meta batch of distinct meta examples each step). A
 step costs a forward and backward pass, a backward pass through that one (the look-ahead's
 meta-gradient) and the update's own forward and backward pass: about three plain steps.
 """
@@ -24,7 +24,6 @@ meta-gradient) and the update's own forward and backward pass: about three plain
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -32,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jdps.baselines.common import BaselineResult, check_alike, step_budget
+from jdps import loop
+from jdps.baselines.common import BaselineResult, check_alike
 from jdps.data import batching
 from jdps.data.dataset import host_arrays
 from jdps.errors import InputError, TrainingDivergedError
@@ -168,31 +168,32 @@ def build_mwn_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     return step
 
 
-@partial(jax.jit, static_argnames=("step", "batch_size", "meta_batch_size"))
-def _epoch(step, key, carry, arrays, meta_arrays, batch_size, meta_batch_size):
-    """One epoch of `step`; carry = (state, weight sums [N], visits [N])."""
-    n, m = len(arrays["x"]), len(meta_arrays["x"])
-    k_order, k_meta = jax.random.split(key)
-    grid = batching.epoch_indices(k_order, n, batch_size)
+def _counting(step: Callable) -> Callable:
+    """`step` as a `jdps.loop` step whose state also sums each example's weight [N] and counts its visits [N]."""
 
-    def body(c, inputs):
-        state, total, visits = c
-        index, k = inputs
-        batch = batching.gather(arrays, index)
-        meta_batch = batching.gather(meta_arrays, jax.random.choice(k, m, (meta_batch_size,), replace=False))
+    def counted(key, carry, batch, meta_batch):
+        state, total, visits = carry
         state, info = step(state, batch, meta_batch)
-        slot = jnp.where(batch["mask"], index, n)  # scatters to row n are dropped
+        slot = jnp.where(batch["mask"], batch["index"], total.shape[0])  # scatters to row N are dropped
         total = total.at[slot].add(info.weights, mode="drop")
         visits = visits.at[slot].add(1, mode="drop")
         return (state, total, visits), (info.loss, info.meta_loss)
 
-    return jax.lax.scan(body, carry, (grid, jax.random.split(k_meta, grid.shape[0])))
+    return counted
 
 
-def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int, batch_size: int,
-        meta_batch_size: int = 100) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
-    """Run `epochs` epochs of `step` over the training set (N // b steps each, the remainder dropped);
-    epoch e takes its order and meta batches from fold_in(key, e). A meta batch size above M is cut to M.
+def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"reweighted training diverged at epoch {epoch}, step {step}: the loss became NaN or Inf; lower the "
+        "learning rate (or lookahead_lr), or clip gradients")
+
+
+def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int | None = None,
+        batch_size: int, meta_batch_size: int = 100, steps: int | None = None, remainder: str = "drop",
+        progress=None) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
+    """Run `epochs` epochs (or `steps` steps) of `step` over the training set with the one epoch driver
+    (`jdps.loop`: epoch e takes its order and meta batches from fold_in(key, e)). A batch size above N is
+    cut to N, a meta batch size above M to M.
 
     Returns (state, weights [N], history): weights are each example's mean StepInfo weight over its
     visits; history holds `loss` and `meta_loss` [epochs] and `step_loss`, `step_meta_loss` [steps].
@@ -203,27 +204,22 @@ def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int, 
     arrays = batching.device_arrays(dt)
     meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
     n, m = len(dt["x"]), len(dm["x"])
-    step_budget(n, epochs, batch_size)  # checks epochs and batch_size
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size}")
     b = min(int(batch_size), n)
     if int(meta_batch_size) != meta_batch_size or meta_batch_size < 1:
         raise InputError(f"meta_batch_size must be a positive integer, got {meta_batch_size}")
     carry = (state, jnp.zeros(n, jnp.float32), jnp.zeros(n, jnp.int32))
-    losses, meta_losses = [], []
-    for e in range(int(epochs)):
-        carry, (loss, meta_loss) = _epoch(step, jax.random.fold_in(as_key(key), e), carry, arrays, meta_arrays,
-                                          b, min(int(meta_batch_size), m))
-        loss, meta_loss = np.asarray(loss), np.asarray(meta_loss)
-        finite = np.isfinite(loss) & np.isfinite(meta_loss)
-        if not finite.all():
-            raise TrainingDivergedError(
-                f"reweighted training diverged at epoch {e + 1}, step {int(np.argmin(finite)) + 1}: the loss "
-                "became NaN or Inf; lower the learning rate (or lookahead_lr), or clip gradients")
-        losses.append(loss)
-        meta_losses.append(meta_loss)
-    state, total, visits = carry
+    (state, total, visits), (losses, meta_losses) = loop.run(
+        _counting(step), carry, arrays, key=key, batch_size=b, epochs=epochs, steps=steps,
+        meta_arrays=meta_arrays, meta_batch_size=min(int(meta_batch_size), m), remainder=remainder,
+        diverged=_diverged, progress=progress)
     weights = np.asarray(total) / np.maximum(np.asarray(visits), 1)
-    history = {"loss": np.array([x.mean() for x in losses]), "meta_loss": np.array([x.mean() for x in meta_losses]),
-               "step_loss": np.concatenate(losses), "step_meta_loss": np.concatenate(meta_losses)}
+    per_epoch = loop.schedule(n, b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
+    bounds = range(per_epoch, len(losses), per_epoch)
+    history = {"loss": np.array([x.mean() for x in np.split(losses, bounds)]),
+               "meta_loss": np.array([x.mean() for x in np.split(meta_losses, bounds)]),
+               "step_loss": losses, "step_meta_loss": meta_losses}
     return state, weights.astype(np.float32), history
 
 

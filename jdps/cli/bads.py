@@ -20,66 +20,18 @@ those experiment 1 chose (experiments/results/bads_denoise.md): a weight prior N
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jdps import bads
 from jdps.data.dataset import Dataset
-from jdps.errors import InputError, SamplerDivergedError
+from jdps.errors import InputError
 
 BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn")
 MLP_HIDDEN = (256, 128)
-# Among the settings of experiments/results/bads_denoise_tuning.md (60% symmetric noise): a broad prior
-# near 1 with rho = 4 gave the best weight AUROC (0.97) at the best accuracy (82-83%); a narrower prior or a
-# lower temperature lets weights collapse before theta learns; self-normalising theta's loss adds 2 points
-# (theta's step no longer shrinks with the mean weight). beta < 1 keeps it valid for every weight_param.
-CONFIG = bads.BADSConfig(weight_prior_mean=0.9, weight_prior_std=0.5, rho=4.0, theta_loss="self_normalised")
-
-
-def fit_bads(task, params, train: Dataset, meta: Dataset, *, key, epochs: int, batch_size: int = 128,
-             meta_batch_size: int = 100, config: bads.BADSConfig | None = None,
-             progress: Callable[[int, int, bads.BADSInfo], None] | None = None) -> bads.BADSState:
-    """Sample theta and the N training weights for `epochs` epochs -> the final `BADSState`.
-
-    key: a jax key or an integer seed; config: default `CONFIG`. Batches carry `x` and `y` only; the
-    meta batch is min(meta_batch_size, M) distinct meta examples a step. `progress(epoch, step, info)`
-    is called after every epoch with that epoch's per-step `BADSInfo`. Raises `SamplerDivergedError`
-    (naming the step and the step sizes) when theta or a weight becomes NaN or Inf.
-    """
-    key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    config = CONFIG if config is None else config
-    arrays, meta_arrays = ({"x": d.x, "y": d.y} for d in (train, meta))
-    sampler = bads.as_top_level_api(task, None, len(train), len(meta), config)
-    k_init, k_run = jax.random.split(key)
-    state = sampler.init(k_init, params)
-    for epoch in range(int(epochs)):
-        try:
-            state, info = bads.run_epochs(sampler.step, jax.random.fold_in(k_run, epoch), state, arrays, meta_arrays,
-                                          1, min(batch_size, len(train)), min(meta_batch_size, len(meta)))
-        except SamplerDivergedError as err:  # run_epochs counts the epochs of its own call: one here
-            raise SamplerDivergedError(re.sub(r"\(epoch \d+\)", f"(epoch {epoch + 1})", str(err))) from None
-        if progress is not None:
-            progress(epoch + 1, int(state.step), info)
-    return state
-
-
-def predict(task, state: bads.BADSState, x, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities [B, C], averaged over the state's theta samples (the final theta if it has none)."""
-    has_samples = state.theta_samples is not None and int(state.num_theta) > 0
-    out = []
-    for start in range(0, len(x), batch_size):
-        xb = jnp.asarray(x[start:start + batch_size])
-        if has_samples:
-            out.append(bads.posterior_predictive(task.apply, state, xb))
-        else:
-            out.append(jax.nn.softmax(task.apply(state.params, xb)))
-    return np.concatenate([np.asarray(p) for p in out])
+CONFIG = bads.PRESETS["denoise"]
 
 
 def _load(args) -> tuple[Dataset, Dataset, Dataset | None, int]:
@@ -124,10 +76,10 @@ def _check_epochs(epochs: int) -> None:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
 
 
-def _printer(quiet: bool, epochs: int):
+def _printer(quiet: bool):
     start = time.perf_counter()
 
-    def show(epoch: int, step: int, info: bads.BADSInfo):
+    def show(epoch: int, epochs: int, step: int, info: bads.BADSInfo):
         if not quiet:
             print(f"epoch {epoch}/{epochs}  step {step}  loss {float(np.mean(info.loss)):.4f}  "
                   f"meta loss {float(np.mean(info.meta_loss)):.4f}  mean weight "
@@ -151,13 +103,13 @@ def _cmd_bads(args) -> int:
     steps_per_epoch = max(len(train) // min(args.batch_size, len(train)), 1)
     config = replace(CONFIG, lr=args.lr, weight_lr=args.weight_lr,
                      burn_in=min(args.burn_in, args.epochs - 1) * steps_per_epoch)
-    state = fit_bads(task, params, train, meta, key=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                     meta_batch_size=args.meta_batch_size, config=config, progress=_printer(args.quiet, args.epochs))
+    state = bads.fit(task, params, train, meta, key=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                     meta_batch_size=args.meta_batch_size, config=config, progress=_printer(args.quiet))
     weights = bads.posterior_mean_weights(state)
     report = {"method": "bads", "examples": len(train), "meta_examples": len(meta), "epochs": args.epochs,
               "mean_weight": round(float(weights.mean()), 4)}
     if test is not None:
-        report["test_accuracy"] = float((predict(task, state, test.x).argmax(1) == test.y).mean())
+        report["test_accuracy"] = float((bads.predict(task, state, test.x).argmax(1) == test.y).mean())
     return _write(args, train, weights, report)
 
 

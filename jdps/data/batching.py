@@ -5,6 +5,7 @@ A batch is a dict of per-example arrays [B, ...] plus `index` (int32 [B], global
 
 - `epoch_indices(key, n, B)`: training, a permutation of 0..n-1 drawn from the `jax.random` key,
   cut into n // B rows of B (the last partial batch is dropped) -> int32 [n // B, B]; every mask True.
+  With remainder="pad": ceil(n / B) rows, the last padded with n, so every example comes once.
 - `scoring_indices(n, B)`: every example once, in order, the last row padded with the index n
   -> int32 [ceil(n / B), B]; mask = index < n.
 
@@ -38,7 +39,7 @@ RESERVED = ("index", "mask")
 
 
 def check_batch_size(n: int, batch_size: int, *, training: bool) -> None:
-    if int(batch_size) != batch_size or batch_size < 1:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")
     if n < 1:
         raise InputError("the dataset is empty; batches need at least one example")
@@ -48,16 +49,23 @@ def check_batch_size(n: int, batch_size: int, *, training: bool) -> None:
             f"last partial batch) would be empty; pass batch_size <= {n}")
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _permuted(key, n: int, batch_size: int):
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _permuted(key, n: int, batch_size: int, pad: bool):
+    order = jax.random.permutation(key, n).astype(jnp.int32)
+    if pad:
+        steps = -(-n // batch_size)
+        return jnp.concatenate([order, jnp.full((steps * batch_size - n,), n, jnp.int32)]).reshape(steps, batch_size)
     steps = n // batch_size
-    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+    return order[: steps * batch_size].reshape(steps, batch_size)
 
 
-def epoch_indices(key, n: int, batch_size: int) -> jax.Array:
-    """One training epoch: a permutation of 0..n-1 from `key`, as int32 [n // B, B] (remainder dropped)."""
+def epoch_indices(key, n: int, batch_size: int, *, remainder: str = "drop") -> jax.Array:
+    """One training epoch: a permutation of 0..n-1 from `key`, as int32 [n // B, B] (remainder="drop")
+    or [ceil(n / B), B] with the last row padded with n (remainder="pad"; mask = index < n)."""
+    if remainder not in ("drop", "pad"):
+        raise InputError(f"remainder must be 'drop' or 'pad', got {remainder!r}")
     check_batch_size(n, batch_size, training=True)
-    return _permuted(key, int(n), int(batch_size))
+    return _permuted(key, int(n), int(batch_size), remainder == "pad")
 
 
 def scoring_indices(n: int, batch_size: int) -> np.ndarray:

@@ -1,0 +1,126 @@
+"""Running BADS: the kernel over whole epochs with the one epoch driver, and prediction from its samples.
+
+    state = fit(task, params, train, meta, key=0, epochs=20)        # theta and the N weights, sampled
+    weights = posterior_mean_weights(state)                          # [N]
+    probs = predict(task, state, x)                                  # [B, C], averaged over theta samples
+
+`run_epochs` is the lower-level loop over a `SamplingAlgorithm` from `as_top_level_api`, for people
+composing the kernel with their own data pipeline; `fit` builds the sampler and calls the driver.
+Epoch e draws its batch order and meta batches from fold_in(key, e) (`jdps.loop`), so one seed gives one
+chain whichever entry point runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdps import loop
+from jdps.bads.config import BADSConfig
+from jdps.bads.kernel import BADSInfo, BADSState, as_top_level_api, posterior_predictive
+from jdps.data import batching
+from jdps.data.dataset import Dataset, host_arrays
+from jdps.errors import InputError, SamplerDivergedError
+from jdps.validate import as_key
+
+
+def _device_data(data, name: str) -> dict:
+    if isinstance(data, Mapping) and data and all(isinstance(v, jax.Array) for v in data.values()):
+        arrays = {k: v for k, v in data.items() if k not in batching.RESERVED}
+        if len({len(v) for v in arrays.values()}) > 1:
+            raise InputError(f"{name}: mismatched lengths {({k: len(v) for k, v in arrays.items()})}; "
+                             "every per-example array needs one row per example")
+        return arrays
+    if not isinstance(data, (Dataset, Mapping)) or not len(data):
+        raise InputError(f"{name} must be a jdps Dataset or a non-empty dict of per-example arrays")
+    return batching.device_arrays(data)
+
+
+def _diverged(config: BADSConfig, first_epoch: int = 0):
+    def error(epoch: int, step: int, global_step: int) -> SamplerDivergedError:
+        return SamplerDivergedError(
+            f"BADS diverged at step {global_step} (epoch {first_epoch + epoch}): the parameters or weights became "
+            f"NaN or Inf. Lower the step sizes (lr={config.lr}, weight_lr={config.weight_lr}"
+            f"{f', net_lr={config.net_lr}' if config.weight_param == 'network' else ''}), e.g. tenfold, "
+            "and check that every example's loss is finite")
+    return error
+
+
+def _finite(info: BADSInfo) -> np.ndarray:
+    return np.asarray(info.finite)
+
+
+def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epochs: int | None, batch_size: int,
+               meta_batch_size: int, *, steps: int | None = None, batch_sharding=None, remainder: str = "drop",
+               start_epoch: int = 0, checkpoint=None, progress=None) -> tuple[BADSState, BADSInfo]:
+    """Run `epochs` epochs (or `steps` steps) of `step` (from `as_top_level_api`) with `jdps.loop.run`.
+
+    key: a jax key or an integer seed. Each step draws a meta batch of `meta_batch_size` distinct meta
+    examples. `arrays`/`meta_arrays`: a `Dataset` or a dict of per-example arrays (device arrays,
+    possibly sharded, are used as they are); `batch_sharding` (e.g. NamedSharding(mesh, P('data')))
+    constrains each batch. Returns the state and the per-step `BADSInfo` [steps]; raises
+    `SamplerDivergedError` at the first NaN. `checkpoint`, `progress`, `start_epoch`: see `jdps.loop`.
+    """
+    arrays, meta_arrays = _device_data(arrays, "arrays"), _device_data(meta_arrays, "meta_arrays")
+    n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
+    if n != state.weight_mean.shape[0]:
+        raise InputError(f"arrays have {n} examples but the state holds {state.weight_mean.shape[0]} weights; "
+                         "pass the training set the sampler was built for")
+    n_meta = getattr(step, "n_meta", m)
+    if m != n_meta:
+        raise InputError(f"meta_arrays have {m} examples but the sampler was built with n_meta={n_meta}; "
+                         "pass the meta set's size to as_top_level_api")
+    batching.check_batch_size(n, batch_size, training=True)
+    config = getattr(step, "config", BADSConfig())
+    state, info = loop.run(step, state, arrays, key=key, batch_size=int(batch_size), epochs=epochs, steps=steps,
+                           meta_arrays=meta_arrays, meta_batch_size=meta_batch_size, remainder=remainder,
+                           batch_sharding=batch_sharding, start_epoch=start_epoch, check=_finite,
+                           diverged=_diverged(config), checkpoint=checkpoint, progress=progress)
+    return state, BADSInfo(*info) if info is not None else None
+
+
+def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int | None = None,
+        batch_size: int = 128, meta_batch_size: int = 100, config: BADSConfig | None = None,
+        progress: Callable | None = None, checkpoint: Callable | None = None) -> BADSState:
+    """Sample theta and the N training weights for `epochs` epochs or `steps` steps -> the final `BADSState`.
+
+    task: a jdps `Task` (its loss_fn serves the training and the meta likelihood); train / meta: Datasets
+    or dicts of per-example arrays with `x` and `y` (other columns are left out of the batches); key: a
+    jax key or an integer seed (split into the init key and the run key); config: default `BADSConfig()`.
+    batch_size and meta_batch_size are cut to N and M. `progress(epoch, epochs, step, info)` runs after
+    every epoch with that epoch's per-step `BADSInfo`; `checkpoint(epoch, state)` after every epoch.
+    Raises `SamplerDivergedError` (naming the step and the step sizes) when theta or a weight becomes NaN.
+    """
+    config = BADSConfig() if config is None else config
+    dt, dm = host_arrays(train, "train"), host_arrays(meta, "meta")
+    keys = [k for k in ("x", "y") if k in dt]
+    missing = [k for k in keys if k not in dm]
+    if missing:
+        raise InputError(f"the meta set has no {missing}; it must hold the same arrays as the training set")
+    n, m = len(dt["x"]), len(dm["x"])
+    if m < 1:
+        raise InputError("the meta set is empty; BADS needs a non-empty curated meta set as its likelihood")
+    arrays = batching.device_arrays({k: dt[k] for k in keys})
+    meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
+    sampler = as_top_level_api(task, None, n, m, config)
+    k_init, k_run = jax.random.split(as_key(key))
+    state = sampler.init(k_init, params)
+    state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, min(int(batch_size), n),
+                          min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress)
+    return state
+
+
+def predict(task, state: BADSState, x, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities [B, C], averaged over the state's theta samples (the final theta if it has none)."""
+    has_samples = state.theta_samples is not None and int(state.num_theta) > 0
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = jnp.asarray(x[start:start + batch_size])
+        if has_samples:
+            out.append(posterior_predictive(task.apply, state, xb))
+        else:
+            out.append(jax.nn.softmax(task.apply(state.params, xb)))
+    return np.concatenate([np.asarray(p) for p in out])
