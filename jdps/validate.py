@@ -69,7 +69,15 @@ def budget_from(n: int, *, budget: int | None = None, fraction: float | None = N
 
 
 def as_key(key_or_seed) -> jax.Array:
-    """A jax PRNG key from a key or an integer seed."""
+    """A jax PRNG key from a key (typed or raw uint32 [2]) or an integer seed >= 0."""
+    if isinstance(key_or_seed, (bool, np.bool_)):
+        raise InputError(f"a seed must be an integer >= 0 or a jax.random.key, got {key_or_seed!r}")
     if isinstance(key_or_seed, (int, np.integer)):
+        if key_or_seed < 0 or key_or_seed >= 2**63:
+            raise InputError(f"a seed must be an integer in [0, 2**63), got {key_or_seed}; pass e.g. 0")
         return jax.random.key(int(key_or_seed))
-    return key_or_seed
+    if isinstance(key_or_seed, jax.Array) and (jax.dtypes.issubdtype(key_or_seed.dtype, jax.dtypes.prng_key)
+                                                or (key_or_seed.dtype == np.uint32 and key_or_seed.shape == (2,))):
+        return key_or_seed
+    raise InputError(f"a seed must be an integer >= 0 or a jax.random.key, got {type(key_or_seed).__name__} "
+                     f"{key_or_seed!r}; pass e.g. key=0 or key=jax.random.key(0)")

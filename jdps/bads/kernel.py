@@ -50,6 +50,7 @@ from jdps.bads import sgmcmc
 from jdps.bads import weight_prior as wp
 from jdps.bads.config import BADSConfig
 from jdps.errors import InputError
+from jdps.validate import as_key
 
 __all__ = ["BADSState", "BADSInfo", "init", "build_kernel", "as_top_level_api", "posterior_mean_weights",
            "theta_samples", "posterior_predictive", "state_shardings"]
@@ -111,7 +112,7 @@ def init(key, params, n_train: int, config: BADSConfig = BADSConfig(),
     """The state at theta = params and every weight at the prior mean beta (the weight network's
     output bias at logit(beta), its hidden layer random from `key`)."""
     n = _count("n_train", n_train)
-    cfg = config
+    cfg, key = config, as_key(key)
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.result_type(p)), params)  # no weak types: one compile
     if cfg.weight_param == "network":
         if weight_feature_dim is None:

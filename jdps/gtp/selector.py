@@ -1,5 +1,7 @@
 """GTP (gradient trajectory pursuit) as a selector: `fit` the trajectory features, then `select` by pursuit.
 
+In the contract: `jdps.selectors.make("gtp", task, checkpoints, d=256).fit(pool, target, key=0)`. Directly:
+
     gtp = as_top_level_api(task, checkpoints, d=256, key=0)        # binds the model side
     state = gtp.fit(pool)                                            # in-domain: b = mean row of A
     state = gtp.fit(pool, target_data=target)                        # target-domain: b = mean target row
@@ -15,7 +17,8 @@ the pursuit supports and why it stopped: a budget it cannot fill is reported, ne
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from jdps.gtp import pursuit
 from jdps.gtp import trajectory
 from jdps.errors import InputError
 from jdps.selection import Selection
+from jdps.selectors import Selector, checkpoint_list
 from jdps.validate import budget_from
 
 
@@ -75,3 +79,44 @@ def as_top_level_api(task, checkpoints, *, d: int, key, **trajectory_options) ->
     def fit_fn(data, target_data=None, out=None) -> GTPState:
         return fit(task, checkpoints, data, d=d, key=key, target_data=target_data, out=out, **trajectory_options)
     return GTP(fit_fn, select)
+
+
+@dataclass(frozen=True)
+class GTPOptions:
+    """Trajectory features (`jdps.gtp.trajectory.trajectory_features`): projection width d per checkpoint,
+    the gradient form ('vmap': materialised per-example gradients, then projected; 'factored': LoGra-style,
+    never formed), the parameters that count, the projection's kind, batch and vmap chunk sizes, per-row
+    normalisation, one projection shared by every checkpoint, checkpoint weights c_t, and a `.npy` path
+    to write A into (a memmap for pools too large for memory)."""
+
+    d: int = 256
+    grad_form: str = "vmap"
+    param_filter: Any = None
+    kind: str = "rademacher"
+    batch_size: int = 256
+    chunk_size: int | None = None
+    normalize: bool = False
+    shared_projection: bool = False
+    checkpoint_weights: tuple[float, ...] | None = None
+    features_out: str | None = None
+
+
+class GTPSelector(Selector):
+    """fit(pool, reference=None, key): A over the checkpoints in `params` and the target b (the mean row
+    of A without a reference, else the reference set's mean trajectory); select(state, budget | fraction,
+    solver='omp' | 'cosamp' | 'gradmatch' | 'topk', **solver options) by `select` above."""
+
+    Options, state_type = GTPOptions, GTPState
+
+    def fit(self, pool, reference=None, *, key) -> GTPState:
+        o = self.options
+        return fit(self.task, checkpoint_list(self.params), pool, d=o.d, key=key, target_data=reference,
+                   out=o.features_out, method=o.grad_form, param_filter=o.param_filter, kind=o.kind,
+                   batch_size=o.batch_size, chunk_size=o.chunk_size, normalize=o.normalize,
+                   shared_projection=o.shared_projection, checkpoint_weights=o.checkpoint_weights)
+
+    def select(self, state: GTPState, *, budget=None, fraction=None, key=None, solver: str = "omp",
+               **solver_options) -> Selection:
+        if budget is None and fraction is None:
+            raise InputError("gtp needs a size: the pursuit picks at most budget=k (or fraction=f of the pool)")
+        return select(state, budget=budget, fraction=fraction, method=solver, **solver_options)

@@ -45,6 +45,7 @@ from jdps.data.batching import gather, scoring_indices
 from jdps.data.dataset import Dataset
 from jdps.errors import InputError
 from jdps.task import Task
+from jdps.validate import as_key
 
 CURVATURES = ("ggn", "hessian")
 MAX_EXACT = 20_000  # parameters: the exact method holds a [p, p] matrix
@@ -286,3 +287,21 @@ def ekfac(damping: float, *, fisher: str = "true", key=None) -> IHVP:
 def identity() -> IHVP:
     """No curvature: x = v, so influence becomes the gradient dot product (TracIn at one checkpoint)."""
     return IHVP(lambda *args: {}, lambda state, v: v)
+
+
+NAMES = ("exact", "cg", "lissa", "kfac", "ekfac", "identity")
+
+
+def by_name(name: str, damping: float = 1e-3, *, key=None) -> IHVP:
+    """The IHVP method `name` (one of NAMES) with `damping`; `key` seeds LiSSA's sampling and K-FAC's
+    sampled (true) Fisher labels (a jax key or an integer seed; default 0)."""
+    if name not in NAMES:
+        raise InputError(f"unknown iHVP method {name!r}; choose one of {NAMES}")
+    key = as_key(0 if key is None else key)
+    if name == "identity":
+        return identity()
+    if name in ("exact", "cg"):
+        return globals()[name](damping)
+    if name == "lissa":
+        return lissa(damping, key)
+    return globals()[name](damping, key=key)

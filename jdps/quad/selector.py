@@ -1,5 +1,7 @@
 """Quad: influence (quality) and clusters chosen by a bandit (diversity) as a selector.
 
+In the contract: `jdps.selectors.make("quad", task, params).fit(pool, reference, key=0)`. Directly:
+
     quad = as_top_level_api(task, params, ihvp=jdps.influence.ihvp.ekfac(1e-3, key=0))
     state = quad.fit(pool, reference, key=0, embeddings=e)        # clusters, preconditioned reference gradient
     selection = quad.select(state, key=1, fraction=0.1)           # a jdps.selection.Selection
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -68,6 +71,7 @@ from jdps.quad.kmeans import KMeans, kmeans
 from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.gradients.projection import project
 from jdps.selection import Selection
+from jdps.selectors import Selector
 from jdps.validate import as_key, budget_from
 
 SCORES = ("cosine", "dot", "projected")
@@ -106,12 +110,14 @@ def scaled_defaults(n: int, budget: int, n_clusters: int) -> dict[str, int]:
 
 
 def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int | None = None, ihvp=None,
-        param_filter=None, curvature_data=None, kmeans_restarts: int = 4, batch_size: int = 256) -> QuadState:
+        param_filter=None, curvature_data=None, kmeans_restarts: int = 4, batch_size: int = 256,
+        damping: float = 1e-3) -> QuadState:
     """Precondition the reference gradient once and cluster the pool.
 
     key: a jax key or an integer seed (k-means, and the default ihvp's Fisher sampling); embeddings: [N, F]
-    (default: the pool's inputs flattened); ihvp: default `jdps.influence.ihvp.ekfac(1e-3)` (the paper's); the
-    curvature is fitted on `curvature_data` (default: the reference set).
+    (default: the pool's inputs flattened); ihvp: an `IHVP`, or a name of `jdps.influence.ihvp.NAMES` made
+    with `damping` and seeded from `key`; default 'ekfac' with damping 1e-3 (the paper's); the curvature is
+    fitted on `curvature_data` (default: the reference set).
     """
     key = as_key(key)
     arrays = host_arrays(pool, "pool")
@@ -126,7 +132,8 @@ def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int 
         raise InputError(f"n_clusters must be an integer in [1, {n}] (the pool size), got {n_clusters}; "
                          f"pass fewer clusters (default for this pool: {default_clusters(n)})")
     k_cluster, k_fisher = jax.random.split(key)
-    ihvp = ih.ekfac(1e-3, key=k_fisher) if ihvp is None else ihvp
+    ihvp = "ekfac" if ihvp is None else ihvp
+    ihvp = ih.by_name(ihvp, damping, key=k_fisher) if isinstance(ihvp, str) else ihvp
     fitted = influence.fit(task, params, reference if curvature_data is None else curvature_data, ihvp=ihvp,
                            param_filter=param_filter, batch_size=batch_size)
     v = influence.query_vector(fitted, reference, batch_size=batch_size)
@@ -280,3 +287,48 @@ def as_top_level_api(task, params, **fit_options) -> Quad:
     def fit_fn(pool, reference, *, key, embeddings=None) -> QuadState:
         return fit(task, params, pool, reference, key=key, embeddings=embeddings, **fit_options)
     return Quad(fit_fn, select)
+
+
+@dataclass(frozen=True)
+class QuadOptions:
+    """fit: the iHVP method by name (`jdps.influence.ihvp.NAMES`) and its damping (the paper's EK-FAC,
+    1e-3), the number of k-means clusters (None: `default_clusters(N)`), the parameters that count,
+    k-means restarts, and the scoring batch size."""
+
+    ihvp: str = "ekfac"
+    damping: float = 1e-3
+    n_clusters: int | None = None
+    param_filter: Any = None
+    kmeans_restarts: int = 4
+    batch_size: int = 256
+
+
+class QuadSelector(Selector):
+    """fit(pool, reference, key, embeddings=None, curvature_data=None) -> `QuadState`; select(state, key,
+    budget | fraction, **Quad's round options: score, alpha, tau, clusters_per_round, ...)."""
+
+    Options, state_type = QuadOptions, QuadState
+
+    def fit(self, pool, reference=None, *, key, embeddings=None, curvature_data=None) -> QuadState:
+        if reference is None:
+            raise InputError("quad scores the pool by its influence on a reference set: pass reference=")
+        o = self.options
+        return fit(self.task, self.params, pool, reference, key=key, embeddings=embeddings,
+                   n_clusters=o.n_clusters, ihvp=o.ihvp, damping=o.damping,
+                   param_filter=o.param_filter, curvature_data=curvature_data, kmeans_restarts=o.kmeans_restarts,
+                   batch_size=o.batch_size)
+
+    def select(self, state: QuadState, *, budget=None, fraction=None, key=None, **round_options) -> Selection:
+        if budget is None and fraction is None:
+            raise InputError("quad needs a size: the bandit accepts documents until budget=k (or fraction=f)")
+        if key is None:
+            raise InputError("quad draws its cluster orders from a key: pass key=0 (an int seed) or a jax.random.key")
+        return select(state, key=key, budget=budget, fraction=fraction, **round_options)
+
+    def state_tree(self, state: QuadState) -> dict:
+        return {"v": state.v, "pool": state.pool, "clusters": state.clusters._asdict()}
+
+    def state_from_tree(self, tree: dict) -> QuadState:
+        clusters = KMeans(**{k: np.asarray(v) for k, v in tree["clusters"].items()})
+        pool = {k: np.asarray(v) for k, v in tree["pool"].items()}
+        return QuadState(self.task, self.params, {k: jnp.asarray(v) for k, v in tree["v"].items()}, pool, clusters)
