@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,9 @@ class Selector:
         if not path.is_dir():
             raise InputError(f"no saved selector state at {path}; write one with selector.save(path, state)")
         try:
-            tree = ocp.PyTreeCheckpointer().restore(path)
+            with warnings.catch_warnings():  # orbax warns that it reads the sharding from the files: expected here
+                warnings.simplefilter("ignore", UserWarning)
+                tree = ocp.PyTreeCheckpointer().restore(path)
         except Exception as e:  # orbax raises many types for unreadable files
             raise CheckpointError(f"the selector state at {path} cannot be read ({type(e).__name__}: {str(e)[:200]}); "
                                   "it is corrupt: delete it and fit again") from e
