@@ -18,13 +18,11 @@ from jdps.models.functional import functional
 from jdps.models.mlp import MLP
 from jdps.models.transformer import transformer_lm_task
 from jdps.task import Task
+from tests.references import ce
+from tests.references import softmax_ggn as gauss_newton
 
 
 pytestmark = pytest.mark.usefixtures("x64")
-
-
-def ce(logits, batch):
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
 
 
 def mlp_setup(d, h, c, n, seed, n_query=0):
@@ -49,19 +47,6 @@ def forward(params, x, y):
     ones = np.ones((len(x), 1))
     taps = {"hidden/0": (np.hstack([x, ones]), (d_head @ w2.T) * (pre > 0)), "head": (np.hstack([h, ones]), d_head)}
     return taps, p, pre
-
-
-def gauss_newton(params, x, y):
-    """Per-example gradients [N, p] and the GGN (1/N) sum J^T (diag p - p p^T) J [p, p], J the logits'
-    Jacobian w.r.t. [W1, b1, W2, b2], by hand."""
-    taps, p, pre = forward(params, x, y)
-    (a1, _), (a2, _) = taps["hidden/0"], taps["head"]
-    n, c = p.shape
-    dh = np.asarray(params["head"]["kernel"]).T[None] * (pre > 0)[:, None, :]     # d logit_c / d pre_j
-    jac = np.concatenate([np.einsum("nk,ncj->nckj", a1, dh).reshape(n, c, -1),
-                          np.einsum("nj,ce->ncje", a2, np.eye(c)).reshape(n, c, -1)], axis=2)
-    m = np.einsum("nc,cd->ncd", p, np.eye(c)) - np.einsum("nc,nd->ncd", p, p)
-    return np.einsum("ncp,nc->np", jac, p - np.eye(c)[y]), np.einsum("ncp,ncd,ndq->pq", jac, m, jac) / n
 
 
 @pytest.fixture(scope="module")

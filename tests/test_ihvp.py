@@ -16,13 +16,11 @@ from jdps.models.functional import functional
 from jdps.models.layers import Dense
 from jdps.models.mlp import MLP
 from jdps.task import Task
+from tests.references import ce, influence_ref
+from tests.references import softmax_ggn as reference
 
 
 pytestmark = pytest.mark.usefixtures("x64")
-
-
-def ce(logits, batch):
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
 
 
 class LogReg(nnx.Module):
@@ -31,32 +29,6 @@ class LogReg(nnx.Module):
 
     def __call__(self, x):
         return self.head(x)
-
-
-def reference(params, x, y):
-    """Per-example gradients g [N, p] and the Gauss-Newton matrix (1/N) sum J^T (diag p - p p^T) J [p, p] of
-    softmax cross-entropy, with J the logits' Jacobian w.r.t. [W1, b1, W2, b2], written out by hand."""
-    w2, b2 = (np.asarray(params["head"][k], np.float64) for k in ("kernel", "bias"))
-    h, blocks = x, []
-    n, c = len(x), w2.shape[1]
-    if "hidden" in params:
-        w1, b1 = (np.asarray(params["hidden"][0][k], np.float64) for k in ("kernel", "bias"))
-        pre = x @ w1 + b1
-        h = np.maximum(pre, 0)
-        dh = w2.T[None] * (pre > 0)[:, None, :]                      # d logit_c / d pre_j  [N, C, H]
-        blocks += [np.einsum("nk,ncj->nckj", x, dh).reshape(n, c, -1), dh]
-    z = h @ w2 + b2
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    blocks += [np.einsum("nj,ce->ncje", h, np.eye(c)).reshape(n, c, -1), np.broadcast_to(np.eye(c), (n, c, c))]
-    jac = np.concatenate(blocks, axis=2)
-    m = np.einsum("nc,cd->ncd", p, np.eye(c)) - np.einsum("nc,nd->ncd", p, p)
-    return np.einsum("ncp,nc->np", jac, p - np.eye(c)[y]), np.einsum("ncp,ncd,ndq->pq", jac, m, jac) / n
-
-
-def influence_ref(g_train, g_query, curvature, damping):
-    """I(z_j, Q) = mean_q g_q^T (C + damping I)^{-1} g_j by numpy.linalg.solve."""
-    return g_train @ np.linalg.solve(curvature + damping * np.eye(len(curvature)), g_query.mean(0))
 
 
 def make(module, n, n_query, d, c, seed):

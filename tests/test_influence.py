@@ -1,7 +1,5 @@
 """Influence scores (matrix, JVP per-candidate scores, cosines, TracIn) against numpy gradients in float64."""
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,44 +15,11 @@ from jdps.models.functional import functional
 from jdps.models.mlp import MLP
 from jdps.models.transformer import transformer_lm_task
 from jdps.task import Task
+from tests.references import as_tree, ce, cosines
+from tests.references import softmax_ggn as reference
 
 
 pytestmark = pytest.mark.usefixtures("x64")
-
-
-def ce(logits, batch):
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
-
-
-def reference(params, x, y):
-    """Per-example gradients g [N, p] and the GGN (1/N) sum J^T (diag p - p p^T) J [p, p] of softmax
-    cross-entropy, J the logits' Jacobian w.r.t. [W1, b1, W2, b2], written out by hand."""
-    w1, b1, w2, b2 = (np.asarray(v, np.float64) for v in (params["hidden"][0]["kernel"], params["hidden"][0]["bias"],
-                                                           params["head"]["kernel"], params["head"]["bias"]))
-    pre = x @ w1 + b1
-    h = np.maximum(pre, 0)
-    z = h @ w2 + b2
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    n, c = p.shape
-    dh = w2.T[None] * (pre > 0)[:, None, :]
-    jac = np.concatenate([np.einsum("nk,ncj->nckj", x, dh).reshape(n, c, -1), dh,
-                          np.einsum("nj,ce->ncje", h, np.eye(c)).reshape(n, c, -1),
-                          np.broadcast_to(np.eye(c), (n, c, c))], axis=2)
-    m = np.einsum("nc,cd->ncd", p, np.eye(c)) - np.einsum("nc,nd->ncd", p, p)
-    return np.einsum("ncp,nc->np", jac, p - np.eye(c)[y]), np.einsum("ncp,ncd,ndq->pq", jac, m, jac) / n
-
-
-def as_tree(flat, d=5, h=8, c=3):
-    """A flat vector in the layout [W1, b1, W2, b2] as {path: leaf}."""
-    sizes = np.cumsum([0, d * h, h, h * c, c])
-    parts = [flat[a:b] for a, b in itertools.pairwise(sizes)]
-    return {"hidden/0/kernel": parts[0].reshape(d, h), "hidden/0/bias": parts[1],
-            "head/kernel": parts[2].reshape(h, c), "head/bias": parts[3]}
-
-
-def cosines(a, b):
-    return (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from jdps.errors import InputError
 from jdps.models.functional import functional
 from jdps.models.mlp import MLP
 from jdps.task import Task
+from tests.references import ce, softmax_ggn  # ce: kept in float64
 
 DAMPING = 0.01
 SMALL = {"clusters_per_round": 2, "samples_per_pull": 4, "block_size": 10}  # 5 clusters of 40
@@ -71,11 +72,6 @@ def test_choose_takes_the_best_available_arms_with_random_ties():
 
 # ---- the selector -------------------------------------------------------------------------------
 
-def ce(logits, batch):
-    """Cross-entropy kept in float64 (jdps.losses.cross_entropy computes in float32)."""
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], axis=1)[:, 0]
-
-
 @pytest.fixture(scope="module")
 def problem():
     """Five blobs of 40 in 8-d; blob 0 has label 1, the others label 0; the reference set is drawn from
@@ -97,23 +93,10 @@ def state(problem):
 
 
 def numpy_influence(params, pool, reference):
-    """g_i . (GGN + lambda I)^{-1} grad L(Q) and its cosine, for softmax regression, written out by hand."""
-    w, b = np.asarray(params["head"]["kernel"]), np.asarray(params["head"]["bias"])
-
-    def grads(x, y):
-        z = x @ w + b
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        r = p - np.eye(2)[y]
-        return np.concatenate([np.einsum("nj,nc->njc", x, r).reshape(len(x), -1), r], axis=1), p
-
-    g_ref, p = grads(reference["x"], reference["y"])
-    jac = np.concatenate([np.einsum("nj,ce->ncje", reference["x"], np.eye(2)).reshape(len(p), 2, -1),
-                          np.broadcast_to(np.eye(2), (len(p), 2, 2))], axis=2)          # d logits / d theta
-    h = np.einsum("nc,cd->ncd", p, np.eye(2)) - np.einsum("nc,nd->ncd", p, p)
-    ggn = np.einsum("ncp,ncd,ndq->pq", jac, h, jac) / len(p)
+    """g_i . (GGN + lambda I)^{-1} grad L(Q), its cosine, and g_i . grad L(Q), for softmax regression by hand."""
+    g_ref, ggn = softmax_ggn(params, reference["x"], reference["y"])
     v = np.linalg.solve(ggn + DAMPING * np.eye(len(ggn)), g_ref.mean(0))
-    g, _ = grads(pool["x"], pool["y"])
+    g, _ = softmax_ggn(params, pool["x"], pool["y"])
     dots = g @ v
     return dots, dots / (np.linalg.norm(g, axis=1) * np.linalg.norm(v)), (g @ g_ref.mean(0))
 
