@@ -54,7 +54,7 @@ def _setup(config, weights=None, step=0, last_visit=None):
     sampler = bads.as_top_level_api(sq_loss, None, N, M, config)
     state = sampler.init(jax.random.key(0), PARAMS)
     if weights is not None:
-        state = state._replace(weights=jnp.asarray(weights, jnp.float32))
+        state = state._replace(chain=jnp.asarray(weights, jnp.float32))
     state = state._replace(step=jnp.asarray(step, jnp.int32))
     if last_visit is not None:
         state = state._replace(last_visit=jnp.asarray(last_visit, jnp.int32))
@@ -87,7 +87,7 @@ def test_cold_step_matches_numpy(theta_loss):
 
     z = Z0.copy()
     z[rows] = _reflect(w - 0.3 * (2.0 * losses + (w - 0.6) / 0.8**2))
-    np.testing.assert_allclose(new.weights, z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.chain, z, rtol=1e-5, atol=1e-6)
     assert np.any(w - 0.3 * (2.0 * losses + (w - 0.6) / 0.8**2) < 0)  # a reflection happened
     np.testing.assert_array_equal(new.last_visit, np.where(np.isin(np.arange(N), rows), 4, 0))
     assert int(new.step) == 4
@@ -104,7 +104,7 @@ def test_substeps_integrate_the_visit():
     z = Z0[rows]
     for _ in range(4):
         z = _reflect(z - 0.15 * (3.0 * losses + (z - 0.5) / 1.0))
-    np.testing.assert_allclose(new.weights[rows], z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.chain[rows], z, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("substeps", [1, 5])
@@ -114,7 +114,7 @@ def test_lazy_noise_variance_is_the_missed_steps(substeps):
     last = np.array([0, 9, 0, 0, 3, 0, 0, 0])  # examples 1, 4, 6 last moved 1, 7 and 10 steps ago
     sampler, state, batch, meta_batch, *_ = _setup(cfg, weights=np.full(N, 0.5), step=10, last_visit=last)
     keys = jax.random.split(jax.random.key(5), 8000)
-    z = jax.jit(jax.vmap(lambda k: sampler.step(k, state, batch, meta_batch)[0].weights))(keys)
+    z = jax.jit(jax.vmap(lambda k: sampler.step(k, state, batch, meta_batch)[0].chain))(keys)
     eta_w = 1e-3 * 4 / N
     expected = 2 * eta_w * 0.5 * np.array([11 - 9, 11 - 3, 11 - 0])
     np.testing.assert_allclose(np.asarray(z)[:, INDEX[:3]].var(0), expected, rtol=0.08)
@@ -130,12 +130,12 @@ def test_exact_offbatch_moves_every_weight():
     eta_w = 0.2 * 4 / N
     drift = (Z0 - 0.7) / 1.0
     drift[rows] += (N / 4) * 1.5 * losses
-    np.testing.assert_allclose(new.weights, _reflect(Z0 - eta_w * drift), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.chain, _reflect(Z0 - eta_w * drift), rtol=1e-5, atol=1e-6)
     assert new.last_visit is None
     hot = bads.as_top_level_api(sq_loss, None, N, M, bads.BADSConfig(weight_lr=0.01, offbatch="exact"))
     state = hot.init(jax.random.key(0), PARAMS)
     keys = jax.random.split(jax.random.key(2), 8000)
-    z = jax.jit(jax.vmap(lambda k: hot.step(k, state, batch, meta_batch)[0].weights))(keys)
+    z = jax.jit(jax.vmap(lambda k: hot.step(k, state, batch, meta_batch)[0].chain))(keys)
     np.testing.assert_allclose(np.asarray(z)[:, 0].var(), 2 * 0.01 * 4 / N, rtol=0.08)  # off-batch noise
 
 
@@ -151,7 +151,7 @@ def test_logit_parametrisation_includes_the_jacobian():
     grad = w * (1 - w) * (2.0 * losses + (w - 0.5)) - (1 - 2 * w)
     expected = u0.copy()
     expected[rows] -= 0.5 * grad
-    np.testing.assert_allclose(new.weights, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.chain, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_contrastive_log_z_uses_a_meta_free_chain():
@@ -164,7 +164,7 @@ def test_contrastive_log_z_uses_a_meta_free_chain():
     losses = _np_grad(PARAMS, data["x"][rows], data["y"][rows])[2]
     gw, gb, shadow_losses = _np_grad(shadow, data["x"][rows], data["y"][rows])
     expected = 0.5 - 0.3 * ((losses - shadow_losses) + 0.0)
-    np.testing.assert_allclose(new.weights[rows], _reflect(expected), rtol=1e-5)
+    np.testing.assert_allclose(new.chain[rows], _reflect(expected), rtol=1e-5)
     sw = np.asarray(shadow["w"])  # theta' follows the weighted training loss and the prior, no meta term
     np.testing.assert_allclose(new.shadow["w"], sw - 0.1 * (0.5 * gw.mean(0) + sw / N), rtol=1e-5)
 
@@ -190,14 +190,14 @@ def test_running_means_burn_in_thin_and_window():
     batch = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(N))
     meta_batch = gather({k: jnp.asarray(v) for k, v in meta.items()}, np.arange(M))
     for window in (None, 2):
-        cfg = bads.BADSConfig(burn_in=3, thin=2, avg_window=window, theta_samples=2, theta_thin=3)
+        cfg = bads.BADSConfig(burn_in=3, thin=2, avg_window=window, num_theta_samples=2, theta_thin=3)
         sampler = bads.as_top_level_api(sq_loss, None, N, M, cfg)
         state = sampler.init(jax.random.key(0), PARAMS)
         step = jax.jit(sampler.step)
         trace, thetas = [], []
         for t in range(1, 11):
             state, _ = step(jax.random.key(t), state, batch, meta_batch)
-            trace.append(np.asarray(state.weights))
+            trace.append(np.asarray(state.chain))
             thetas.append(np.asarray(state.params["w"]))
         kept = [trace[t - 1] for t in range(1, 11) if t > 3 and (t - 3) % 2 == 0]  # t = 5, 7, 9
         if window is None:
@@ -244,7 +244,7 @@ def test_theta_chain_matches_the_bayesian_linear_regression_posterior():
     the chain at temperature T samples N(mean, T P^-1) (Euler bias ~ eta lambda_max / 2 < 2%)."""
     n, m, rho, c, sigma, temp, lr = 64, 16, 1.0, 0.5, 1.0, 0.5, 0.04
     data, meta = _regression(n, m, seed=1)
-    cfg = bads.BADSConfig(temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, theta_samples=0)
+    cfg = bads.BADSConfig(temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, num_theta_samples=0)
     sampler = bads.as_top_level_api(sq_loss, None, n, m, cfg)
     batch = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(n))
     meta_batch = gather({k: jnp.asarray(v) for k, v in meta.items()}, np.arange(m))

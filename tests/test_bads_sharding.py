@@ -50,8 +50,8 @@ def main(out, sharded):
         state, info = bads.run_epochs(sampler.step, jax.random.key(2), state, arrays, meta_arrays, 2, 16, 4,
                                       batch_sharding=batch_sharding)
         results[f"{name}/sharded"] = np.array([getattr(s.sharding, "spec", None) == P("data") for s in
-                                               (state.weights, state.weight_mean, state.weight_count)])
-        for field in ("weights", "weight_mean", "weight_count", "last_visit", "step"):
+                                               (state.chain, state.weight_mean, state.weight_count)])
+        for field in ("chain", "weight_mean", "weight_count", "last_visit", "step"):
             value = getattr(state, field)
             if value is not None:
                 results[f"{name}/{field}"] = np.asarray(value)
@@ -81,7 +81,7 @@ def test_eight_devices_match_one(tmp_path):
     for mode in ("lazy", "exact"):
         assert eight[f"{mode}/sharded"].all()  # weights and running means stayed sharded over `data`
     keys = [k for k in one.files if one[k].dtype.kind in "fiu" and k != "devices"]
-    assert {"lazy/weights", "lazy/last_visit", "exact/weights", "exact/params/w1"} <= set(keys)
+    assert {"lazy/chain", "lazy/last_visit", "exact/chain", "exact/params/w1"} <= set(keys)
     for k in keys:
         if one[k].dtype.kind == "f":
             np.testing.assert_allclose(eight[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)

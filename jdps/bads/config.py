@@ -41,7 +41,7 @@ class BADSConfig:
     log_z            "dropped" | "contrastive" (a second, meta-free chain; twice the cost)  [r] dropped
     burn_in, thin    steps before the running means start; record every thin-th step         0, 1
     avg_window       None: mean of all samples; S: exponential average over ~S samples       None
-    theta_samples    size of the ring of theta snapshots (0: none)                           4
+    num_theta_samples  size of the ring of theta snapshots (0: none)                         4
     theta_thin       steps between snapshots (None: one epoch, N // b)                       None
     net_width, net_lr   width H and step of the weight network                               100, 0.1
 
@@ -76,7 +76,7 @@ class BADSConfig:
     burn_in: int = 0
     thin: int = 1
     avg_window: int | None = None
-    theta_samples: int = 4
+    num_theta_samples: int = 4
     theta_thin: int | None = None
     net_width: int = 100
     net_lr: float = 0.1
@@ -104,7 +104,7 @@ class BADSConfig:
                              f" (got {std}); lower weight_prior_std")
         if self.weight_param == "network" and self.offbatch != "lazy":
             raise InputError("offbatch applies to per-example weights; leave it 'lazy' with the weight network")
-        ints = {"burn_in": (self.burn_in, 0), "thin": (self.thin, 1), "theta_samples": (self.theta_samples, 0),
+        ints = {"burn_in": (self.burn_in, 0), "thin": (self.thin, 1), "num_theta_samples": (self.num_theta_samples, 0),
                 "net_width": (self.net_width, 1), "weight_substeps": (self.weight_substeps, 1),
                 "avg_window": (self.avg_window, 1), "theta_thin": (self.theta_thin, 1)}
         for name, (v, low) in ints.items():

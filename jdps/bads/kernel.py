@@ -30,7 +30,7 @@ batch B_m (b_m rows); it is SGLD on each block at one temperature T with the blo
 
 Readout: after `burn_in` steps, at every `thin`-th step, each visited weight's new value joins its
 running mean (a sample at a visit time, chosen independently of the weights); `avg_window` S turns
-it into an exponential average over about S samples. theta: a ring of `theta_samples` snapshots,
+it into an exponential average over about S samples. theta: a ring of `num_theta_samples` snapshots,
 one every `theta_thin` steps (default: an epoch, N // b) after burn-in, for posterior-averaged
 prediction. Batches come from `jdps.data.batching`; `jdps.bads.sampler` runs the kernel over whole
 epochs with the one epoch driver (`jdps.loop`).
@@ -58,22 +58,22 @@ __all__ = ["BADSState", "BADSInfo", "init", "build_kernel", "as_top_level_api", 
 class BADSState(NamedTuple):
     """The sampler state; per-example arrays [N] are indexed by global example index.
 
-    params: theta. weights: chain variables [N] (w for "reflect", logit(w) for "logit") or the weight
-    network's parameters. step: int32 [] steps taken. last_visit: int32 [N] the step count after each
+    params: theta. chain: the weights' chain variables [N] (w for "reflect", logit(w) for "logit") or the
+    weight network's parameters phi (read weights with `posterior_mean_weights`). step: int32 [] steps taken. last_visit: int32 [N] the step count after each
     weight's last update (lazy per-example weights only, else None). weight_mean: float32 [N] running
     posterior mean of w_i; weight_count: int32 [N] samples in it. shadow: theta' of the contrastive
-    chain (else None). theta_samples: params stacked [K, ...], a ring (else None); num_theta: int32 []
+    chain (else None). theta_ring: params stacked [K, ...], a ring of snapshots (else None); num_theta: int32 []
     snapshots taken.
     """
 
     params: Any
-    weights: Any
+    chain: Any
     step: jax.Array
     last_visit: jax.Array | None
     weight_mean: jax.Array
     weight_count: jax.Array
     shadow: Any
-    theta_samples: Any
+    theta_ring: Any
     num_theta: jax.Array
 
 
@@ -117,19 +117,19 @@ def init(key, params, n_train: int, config: BADSConfig = BADSConfig(),
     if cfg.weight_param == "network":
         if weight_feature_dim is None:
             raise InputError("weight_param='network' needs weight_feature_dim, the width F of weight_features")
-        weights = _net_init(key, _count("weight_feature_dim", weight_feature_dim), cfg.net_width,
-                            cfg.weight_prior_mean)
+        chain = _net_init(key, _count("weight_feature_dim", weight_feature_dim), cfg.net_width,
+                          cfg.weight_prior_mean)
     else:
-        weights = jnp.full((n,), wp.initial_chain(cfg.weight_prior_mean, cfg.weight_param), jnp.float32)
+        chain = jnp.full((n,), wp.initial_chain(cfg.weight_prior_mean, cfg.weight_param), jnp.float32)
     lazy = cfg.weight_param != "network" and cfg.offbatch == "lazy"
-    ring = (jax.tree.map(lambda p: jnp.zeros((cfg.theta_samples, *jnp.shape(p)), jnp.result_type(p)), params)
-            if cfg.theta_samples else None)
+    ring = (jax.tree.map(lambda p: jnp.zeros((cfg.num_theta_samples, *jnp.shape(p)), jnp.result_type(p)), params)
+            if cfg.num_theta_samples else None)
     return BADSState(
-        params=params, weights=weights, step=jnp.zeros((), jnp.int32),
+        params=params, chain=chain, step=jnp.zeros((), jnp.int32),
         last_visit=jnp.zeros((n,), jnp.int32) if lazy else None,
         weight_mean=jnp.zeros((n,), jnp.float32), weight_count=jnp.zeros((n,), jnp.int32),
         shadow=jax.tree.map(jnp.array, params) if cfg.log_z == "contrastive" else None,
-        theta_samples=ring, num_theta=jnp.zeros((), jnp.int32))
+        theta_ring=ring, num_theta=jnp.zeros((), jnp.int32))
 
 
 def _rows(batch, n: int | None, name: str):
@@ -217,11 +217,11 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         k_theta, k_shadow, k_w = jax.random.split(rng_key, 3)
         safe = jnp.minimum(index, n - 1)
         if per_example:
-            z_b = state.weights[safe]
+            z_b = state.chain[safe]
             w_b = wp.weight_of(z_b, cfg.weight_param)
         else:
             features = jax.lax.stop_gradient(weight_features(state.params, batch))
-            w_b = _net_weight(state.weights, features)
+            w_b = _net_weight(state.chain, features)
         w_b = jax.lax.stop_gradient(w_b)
 
         def train_energy(params):  # minibatch estimate of (rho sum_i w_i l_i + |theta|^2 / 2 sigma^2) / N
@@ -252,20 +252,20 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
                 return (cfg.rho * (m * data * w).sum() / nb + wp.batch_prior_energy(w, mask, *prior)
                         + _sq_norm(phi) / (2 * n * cfg.prior_std**2))
 
-            weights = langevin(k_w, state.weights, jax.grad(net_energy)(state.weights), cfg.net_lr)
+            weights = langevin(k_w, state.chain, jax.grad(net_energy)(state.chain), cfg.net_lr)
             w_new = _net_weight(weights, features)
         elif cfg.weight_lr == 0:  # frozen weights: a chain on theta alone
-            weights, w_new = state.weights, w_b
+            weights, w_new = state.chain, w_b
         else:
-            w_bar = (jnp.mean(wp.weight_of(state.weights, cfg.weight_param))
+            w_bar = (jnp.mean(wp.weight_of(state.chain, cfg.weight_param))
                      if cfg.weight_prior == "mean_penalty" else None)
             if cfg.offbatch == "lazy":
                 gap = (t - state.last_visit[safe]).astype(jnp.float32)
                 z_new = _visit(k_w, z_b, cfg.rho * data, w_bar, gap * b / n, cfg)
-                weights = state.weights.at[slot].set(z_new, mode="drop")
+                weights = state.chain.at[slot].set(z_new, mode="drop")
                 last_visit = state.last_visit.at[slot].set(t, mode="drop")
             else:
-                weights = _sweep(k_w, state.weights, slot, cfg.rho * data, w_bar, b / n, cfg)
+                weights = _sweep(k_w, state.chain, slot, cfg.rho * data, w_bar, b / n, cfg)
                 z_new = weights[safe]
             w_new = wp.weight_of(z_new, cfg.weight_param)
 
@@ -277,11 +277,11 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         weight_mean = state.weight_mean.at[target].set(mean, mode="drop")
         weight_count = state.weight_count.at[target].set(count, mode="drop")
 
-        ring, num_theta = state.theta_samples, state.num_theta
-        if cfg.theta_samples:
+        ring, num_theta = state.theta_ring, state.num_theta
+        if cfg.num_theta_samples:
             every = cfg.theta_thin or max(n // b, 1)
             take = (t > cfg.burn_in) & ((t - cfg.burn_in) % every == 0)
-            at = num_theta % cfg.theta_samples
+            at = num_theta % cfg.num_theta_samples
             ring = jax.tree.map(lambda r, p: r.at[at].set(jnp.where(take, p, r[at])), ring, params)
             num_theta = num_theta + take.astype(jnp.int32)
 
@@ -329,11 +329,11 @@ def posterior_mean_weights(state: BADSState) -> np.ndarray:
 
 
 def theta_samples(state: BADSState):
-    """The theta snapshots taken so far, stacked: params with a leading axis [k] (k <= theta_samples)."""
-    if state.theta_samples is None or int(state.num_theta) == 0:
-        raise InputError("no theta snapshots yet: set theta_samples >= 1 and run past burn_in + theta_thin steps")
-    k = min(int(state.num_theta), jax.tree.leaves(state.theta_samples)[0].shape[0])
-    return jax.tree.map(lambda r: r[:k], state.theta_samples)
+    """The theta snapshots taken so far, stacked: params with a leading axis [k] (k <= num_theta_samples)."""
+    if state.theta_ring is None or int(state.num_theta) == 0:
+        raise InputError("no theta snapshots yet: set num_theta_samples >= 1 and run past burn_in + theta_thin steps")
+    k = min(int(state.num_theta), jax.tree.leaves(state.theta_ring)[0].shape[0])
+    return jax.tree.map(lambda r: r[:k], state.theta_ring)
 
 
 def posterior_predictive(apply_fn: Callable, state: BADSState, x, link: Callable = jax.nn.softmax):
@@ -345,8 +345,8 @@ def state_shardings(state: BADSState, mesh, data_axis: str = "data") -> BADSStat
     """NamedShardings for `state`: per-example arrays [N] over `data_axis`, everything else replicated."""
     rep, rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(data_axis))
     like = lambda tree, s: jax.tree.map(lambda _: s, tree)  # noqa: E731
-    per_example = isinstance(state.weights, jax.Array) and state.weights.shape == state.weight_mean.shape
+    per_example = isinstance(state.chain, jax.Array) and state.chain.shape == state.weight_mean.shape
     return BADSState(
-        params=like(state.params, rep), weights=like(state.weights, rows if per_example else rep),
+        params=like(state.params, rep), chain=like(state.chain, rows if per_example else rep),
         step=rep, last_visit=like(state.last_visit, rows), weight_mean=rows, weight_count=rows,
-        shadow=like(state.shadow, rep), theta_samples=like(state.theta_samples, rep), num_theta=rep)
+        shadow=like(state.shadow, rep), theta_ring=like(state.theta_ring, rep), num_theta=rep)

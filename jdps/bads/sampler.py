@@ -115,7 +115,7 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
 
 def predict(task, state: BADSState, x, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities [B, C], averaged over the state's theta samples (the final theta if it has none)."""
-    has_samples = state.theta_samples is not None and int(state.num_theta) > 0
+    has_samples = state.theta_ring is not None and int(state.num_theta) > 0
     out = []
     for start in range(0, len(x), batch_size):
         xb = jnp.asarray(x[start:start + batch_size])
