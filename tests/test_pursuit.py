@@ -27,19 +27,21 @@ def problem(seed):
     return a, rng.normal(size=D)
 
 
-def gated_argmax(a, r, b):
+def gated_argmax(a, r, b, exclude=()):
     c = a @ r
     ok = c > NOISE * np.linalg.norm(b) * np.linalg.norm(a, axis=1)
+    ok[list(exclude)] = False
     return int(np.argmax(np.where(ok, c, -np.inf))) if ok.any() else None
 
 
 def reference_omp(a, b, k, ridge=0.0):
     """Non-negative OMP in float64: the row of largest positive correlation joins, scipy NNLS (ridge: on
-    [A_S^T; sqrt(ridge) I] w = [b; 0]) refits from scratch, atoms of weight 0 leave. Also counts removals."""
+    [A_S^T; sqrt(ridge) I] w = [b; 0]) refits from scratch, atoms of weight 0 leave; a row in the support is
+    never offered again (with a ridge it can stay correlated with the residual). Also counts removals."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     support, w, removed = [], np.zeros(0), 0
     for _ in range(4 * k + 10):
-        j = gated_argmax(a, b - a[support].T @ w, b)
+        j = gated_argmax(a, b - a[support].T @ w, b, exclude=support)
         if j is None:
             return support, w, "no_positive_correlation", removed
         s = support + [j]
@@ -201,6 +203,17 @@ def test_gradmatch_matches_a_ridge_nnls_reference():
     got = pu.gradmatch(a, b, K, ridge=0.5)
     assert got.indices.tolist() == support and got.stop_reason == why
     np.testing.assert_allclose(got.weights, w, rtol=1e-4, atol=1e-5)
+
+
+def test_gradmatch_never_picks_a_row_twice():
+    """With the ridge refit a chosen row can stay correlated with the residual; it must not come back."""
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        a = rng.normal(size=(60, 12)).astype(np.float32)
+        b = a[rng.integers(0, 60, 8)].sum(0)
+        got = pu.gradmatch(a, b, 16)
+        assert len(set(got.indices.tolist())) == len(got.indices) <= 16
+        assert got.stop_reason != "budget" or len(got.indices) == 16
 
 
 def test_cosamp_matches_the_numpy_scipy_reference():

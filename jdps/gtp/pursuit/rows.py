@@ -10,7 +10,7 @@ among equals:
     StreamedRows(a, block_rows, dt)  on the host, for A (e.g. an np.memmap) larger than memory: every scan
                                      reads A in blocks of block_rows rows through the same kernel
 
-`scan(r, tau, signed, m, score)` -> (values [m], rows int32 [m]), values -inf where there is no candidate;
+`scan(r, tau, signed, m, score, exclude)` -> (values [m], rows int32 [m]), values -inf where there is no candidate;
 score 'gated' keeps c_i (signed: |c_i|) > tau |a_i|, 'correlation' is c_i, 'cosine' c_i / |a_i|.
 `gather(rows)` -> [m, D] (zero rows for index -1).
 """
@@ -53,12 +53,16 @@ def scores(c, norms, score: str, tau, signed):
     return jnp.where(norms > 0, c / jnp.where(norms > 0, norms, 1.0), 0.0)  # cosine (up to |b|)
 
 
-def local_top(a, norms, r, offset, tau, signed, *, m: int, score: str, n: int):
-    """Top-m scores of a block of rows (global index offset + position; rows >= n are padding)."""
+def local_top(a, norms, r, offset, tau, signed, exclude, *, m: int, score: str, n: int):
+    """Top-m scores of a block of rows (global index offset + position; rows >= n are padding); the rows
+    `exclude` int32 [k] (e.g. the support; -1 for none) score -inf."""
     c = dots(a, r)
-    rows = offset + jnp.arange(c.shape[0], dtype=jnp.int32)
+    size = c.shape[0]
+    rows = offset + jnp.arange(size, dtype=jnp.int32)
     v = jnp.where(rows < n, scores(c, norms, score, tau, signed), -jnp.inf)
-    v, pos = lax.top_k(v, min(m, c.shape[0]))
+    here = exclude - offset
+    v = v.at[jnp.where((exclude >= 0) & (here >= 0) & (here < size), here, size)].set(-jnp.inf, mode="drop")
+    v, pos = lax.top_k(v, min(m, size))
     return v, rows[pos]
 
 
@@ -69,7 +73,7 @@ def merge(values, rows, m: int):
 
 
 class Rows(NamedTuple):
-    scan: Callable    # (r [D], tau, signed, m, score) -> (values [m], rows int32 [m]); -inf where none
+    scan: Callable    # (r [D], tau, signed, m, score, exclude [k]) -> (values [m], rows int32 [m]); -inf where none
     gather: Callable  # rows int [m] -> [m, D] (zero rows for index -1)
 
 
@@ -77,20 +81,20 @@ def device_rows(a, norms, n: int, mesh) -> Rows:
     """Row access inside jit: a [Np, D] (padded rows zero), norms [Np]; sharded over mesh axis 'data'."""
     dt = norms.dtype
     if mesh is None:
-        def scan(r, tau, signed, m, score):
-            return local_top(a, norms, r, 0, tau, signed, m=m, score=score, n=n)
+        def scan(r, tau, signed, m, score, exclude):
+            return local_top(a, norms, r, 0, tau, signed, exclude, m=m, score=score, n=n)
 
         def gather(rows):
             return jnp.where((rows >= 0)[:, None], a[jnp.maximum(rows, 0)].astype(dt), 0.0)
         return Rows(scan, gather)
 
-    def scan(r, tau, signed, m, score):
-        def local(a, norms, r, tau, signed):
+    def scan(r, tau, signed, m, score, exclude):
+        def local(a, norms, r, tau, signed, exclude):
             offset = lax.axis_index(AXIS) * a.shape[0]
-            v, rows = local_top(a, norms, r, offset, tau, signed, m=m, score=score, n=n)
+            v, rows = local_top(a, norms, r, offset, tau, signed, exclude, m=m, score=score, n=n)
             return merge(lax.all_gather(v, AXIS, tiled=True), lax.all_gather(rows, AXIS, tiled=True), m)
-        return jax.shard_map(local, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P(), P(), P()), out_specs=(P(), P()),
-                             check_vma=False)(a, norms, r, tau, signed)
+        return jax.shard_map(local, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P(), P(), P(), P()),
+                             out_specs=(P(), P()), check_vma=False)(a, norms, r, tau, signed, exclude)
 
     def gather(rows):
         def local(a, rows):
@@ -139,11 +143,11 @@ class StreamedRows:
         for start in range(0, self.n, self.block_rows):
             yield start, pad_rows(np.asarray(self.a[start:start + self.block_rows]), BLOCK)
 
-    def scan(self, r, tau, signed, m, score):
+    def scan(self, r, tau, signed, m, score, exclude):
         best = None
         for start, block in self._blocks():
             v, rows = _block_top(block, self.norms[start:start + len(block)], r, np.int32(start), tau, signed,
-                                 m=m, score=score, n=self.n)
+                                 exclude, m=m, score=score, n=self.n)
             if best is not None:
                 v, rows = jnp.concatenate([best[0], v]), jnp.concatenate([best[1], rows])
             best = merge(v, rows, min(m, v.shape[0]))

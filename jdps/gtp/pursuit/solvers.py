@@ -175,6 +175,15 @@ def _spec(method: str, k: int, n: int, max_iter: int) -> _Spec:
     return _Spec(_omp_init, partial(_omp_step, max_iter=max_iter), 1)
 
 
+_NONE = np.full(1, -1, np.int32)  # no row excluded
+
+
+def _excluded(method: str, s):
+    """Rows a scan must not offer: OMP's support (with a ridge refit, GradMatch, a support row can keep a
+    positive correlation and would be chosen twice); CoSaMP merges its candidates with its support itself."""
+    return _NONE if method == "cosamp" else s.index
+
+
 def _levels(b, tol):
     """tau (a correlation counts when c_i > tau |a_i|, tau = sqrt(eps) |b|) and the residual to stop at."""
     floor, b_norm = noise_floor(b.dtype), jnp.linalg.norm(b)
@@ -186,11 +195,11 @@ def run_device(a, norms, b, tol, nonneg, ridge, *, method, k, n, max_iter, score
     access = device_rows(a, norms, n, mesh)
     tau, tol_abs = _levels(b, tol)
     if method == "topk":
-        return access.scan(b, tau, False, k, score)
+        return access.scan(b, tau, False, k, score, _NONE)
     spec = _spec(method, k, n, max_iter)
 
     def body(s):
-        values, rows = access.scan(s.residual, tau, ~nonneg, spec.m, "gated")
+        values, rows = access.scan(s.residual, tau, ~nonneg, spec.m, "gated", _excluded(method, s))
         return spec.step(s, values, rows, access.gather(rows), b, tol_abs, nonneg, ridge)
     return lax.while_loop(lambda s: s.stop == RUNNING, body, spec.init(b, k))
 
@@ -203,11 +212,11 @@ def _streamed_step(s, values, rows, atoms, b, tol, nonneg, ridge, *, method, k, 
 def run_streamed(source: StreamedRows, b, tol, nonneg, ridge, *, method, k, n, max_iter, score):
     tau = _levels(b, tol)[0]
     if method == "topk":
-        return source.scan(b, tau, False, k, score)
+        return source.scan(b, tau, False, k, score, _NONE)
     spec = _spec(method, k, n, max_iter)
     s = spec.init(b, k)
     while int(s.stop) == RUNNING:
-        values, rows = source.scan(s.residual, tau, not nonneg, spec.m, "gated")
+        values, rows = source.scan(s.residual, tau, not nonneg, spec.m, "gated", _excluded(method, s))
         s = _streamed_step(s, values, rows, source.gather(rows), b, tol, nonneg, ridge, method=method, k=k, n=n,
                            max_iter=max_iter)
     return s
