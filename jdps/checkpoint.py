@@ -1,19 +1,28 @@
 """Checkpoints of any pytree (params, optimizer or sampler state) through orbax's CheckpointManager.
 
-A run saves its state every so often and, killed, resumes from the latest step to the same result:
+A run saves its state every so often and, killed, resumes from the latest good step to the same result:
 
-    ckpt = Checkpoints(directory, max_to_keep=3)
+    ckpt = Checkpoints(directory, max_to_keep=3, fingerprint={"options": ..., "inputs": ...})
     ckpt.save(step, state)                          # a pytree of arrays (jax keys included)
     step, state = ckpt.restore_latest(like=state)   # (None, like) when nothing is saved yet
 
 `like` is a pytree of the same structure (arrays or `jax.ShapeDtypeStruct`s, with shardings to restore
-onto a mesh). A missing, corrupt or mismatched checkpoint raises `CheckpointError` naming the step and the fix.
+onto a mesh). Every saved step gets a sha256 of each of its files (orbax keeps none), so a truncated,
+missing or altered file is found: `restore_latest` then falls back to the previous good step with a
+one-line warning. A `fingerprint` (what made the run: options, input digests, `inputs_fingerprint`) is
+stored once; a directory made by another fingerprint is refused. Temporary folders left by a killed save
+are removed when the directory is opened. `restore` of one step raises `CheckpointError` naming the fix.
 
     params_list = load_params(["run/ckpt", "epoch3.npz"], params)   # model parameters, as the command lines read them
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import jax
@@ -24,44 +33,132 @@ from jdps.gradients import param_filter as pf
 from jdps.errors import CheckpointError, InputError
 
 
+SUMS = "sha256.json"          # beside each step's files: {relative path: sha256}
+FINGERPRINT = "fingerprint.json"
+LARGE = 100 * 2**20           # inputs larger than this are fingerprinted by size and modification time
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def inputs_fingerprint(paths) -> dict:
+    """{path: sha256} of input files under 100 MB, {path: "size:mtime"} of larger ones (paths resolved)."""
+    out = {}
+    for p in map(Path, paths):
+        st = p.stat()
+        out[str(p.resolve())] = _sha256(p) if st.st_size < LARGE else f"{st.st_size}:{st.st_mtime_ns}"
+    return out
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
 class Checkpoints:
     """Numbered checkpoints of one run in `directory` (created if missing); keeps the last `max_to_keep`."""
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3):
+    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3, fingerprint: dict | None = None):
         self.directory = Path(directory).absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise InputError(f"checkpoint directory {self.directory} is a file; pass a directory path")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+        if fingerprint is not None:
+            self._check_fingerprint(fingerprint)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                enable_async_checkpointing=False)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def _clean_stale(self) -> None:
+        """Remove the temporary folders a killed save leaves behind (orbax names them *.orbax-checkpoint-tmp*)."""
+        for p in self.directory.iterdir():
+            if "orbax-checkpoint-tmp" in p.name or p.name.endswith(".tmp"):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def _check_fingerprint(self, fingerprint: dict) -> None:
+        path = self.directory / FINGERPRINT
+        want = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        if path.exists():
+            have = json.loads(path.read_text())
+            if have != want:
+                keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+                raise InputError(f"checkpoint directory {self.directory} belongs to a run with other inputs or "
+                                 f"options (they differ in {keys}); pass another --checkpoint-dir, or delete this "
+                                 "one to start over")
+        elif any(p.name.isdigit() for p in self.directory.iterdir()):
+            raise InputError(f"checkpoint directory {self.directory} holds checkpoints without a fingerprint; "
+                             "pass an empty or new directory")
+        else:
+            _atomic_json(path, want)
 
     def steps(self) -> list[int]:
         """The saved steps, ascending."""
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state) -> None:
-        """Save the pytree `state` as checkpoint `step` (and wait until it is on disk)."""
+        """Save the pytree `state` as checkpoint `step` (and wait until it is on disk), with its checksums."""
         state = jax.tree.map(_storable, state)
         self._manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
+        folder = self.directory / str(int(step))
+        sums = {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
+        _atomic_json(self.directory / f"{int(step)}.{SUMS}", sums)
+        for stale in self.directory.glob(f"*.{SUMS}"):  # sums of steps max_to_keep removed
+            if not (self.directory / stale.name.split(".")[0]).exists():
+                stale.unlink(missing_ok=True)
+
+    def verify(self, step: int) -> str | None:
+        """None when every file of `step` matches its checksum, else what is wrong."""
+        folder, sums_path = self.directory / str(int(step)), self.directory / f"{int(step)}.{SUMS}"
+        if not sums_path.exists():
+            return "no checksums (the save did not finish)"
+        sums = json.loads(sums_path.read_text())
+        for name, digest in sums.items():
+            f = folder / name
+            if not f.is_file():
+                return f"file {name} is missing"
+            if _sha256(f) != digest:
+                return f"file {name} was altered or truncated"
+        return None
 
     def restore(self, step: int, like):
         """The pytree saved at `step`, shaped like `like`."""
         if step not in self.steps():
             raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
                                   f"{self.steps() or 'none'}")
+        problem = self.verify(step) if (self.directory / f"{int(step)}.{SUMS}").exists() else None
+        if problem:
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is corrupt or from another run: {problem}; delete "
+                                  f"{self.directory / str(step)} to fall back to the previous step")
         template = jax.tree.map(_abstract, like)
         try:
             restored = self._manager.restore(int(step), args=ocp.args.StandardRestore(template))
         except Exception as e:  # orbax raises many types for unreadable or mismatched files
+            message = str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""
             raise CheckpointError(
                 f"checkpoint {step} in {self.directory} cannot be read as the expected state ({type(e).__name__}: "
-                f"{str(e)[:300]}); it is corrupt or from another run: delete {self.directory / str(step)} to "
-                "fall back to the previous step, or start a new run in an empty directory") from e
+                f"{message}); it is corrupt or from another run: delete {self.directory / str(step)} to "
+                "fall back to the previous step, or start a new run in an empty directory") from None
         return jax.tree.map(_restored, like, restored)
 
-    def restore_latest(self, like):
-        """(step, state) of the latest checkpoint, or (None, like) when there is none."""
-        steps = self.steps()
-        return (None, like) if not steps else (steps[-1], self.restore(steps[-1], like))
+    def restore_latest(self, like, *, warn=None):
+        """(step, state) of the latest good checkpoint, or (None, like) when there is none; a corrupt newer
+        step is skipped with a one-line warning (to stderr, or `warn(message)`)."""
+        warn = warn or (lambda message: print(message, file=sys.stderr))
+        for step in reversed(self.steps()):
+            try:
+                return step, self.restore(step, like)  # verifies the checksums where the save wrote them
+            except CheckpointError as e:
+                warn(f"jdps: warning: checkpoint {step} in {self.directory} is unusable ({str(e)[:160]}); "
+                     "falling back to the previous step")
+        return None, like
 
     def close(self) -> None:
         self._manager.close()

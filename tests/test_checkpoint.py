@@ -64,3 +64,50 @@ def test_mismatched_structure_is_a_clear_error(tmp_path):
     other = {"params": {"w": jnp.zeros((5, 5))}, "step": jnp.int32(0), "key": jax.random.key(0)}
     with pytest.raises(CheckpointError):
         ckpt.restore(1, other)
+
+
+def _flip_a_byte(folder):
+    """Flip one byte of the largest data file of a checkpoint folder (what bit rot or a bad copy does)."""
+    f = max((p for p in folder.rglob("*") if p.is_file() and "metadata" not in p.name.lower()),
+            key=lambda p: p.stat().st_size)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_is_found_and_the_run_falls_back_to_the_previous_step(tmp_path):
+    ckpt = Checkpoints(tmp_path / "run", max_to_keep=3)
+    for step in (1, 2):
+        ckpt.save(step, _run(_state(0), step))
+    _flip_a_byte(tmp_path / "run" / "2")
+    assert "altered" in ckpt.verify(2) and ckpt.verify(1) is None
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ckpt.restore(2, _state(0))
+    warnings = []
+    step, state = ckpt.restore_latest(_state(0), warn=warnings.append)
+    assert step == 1 and int(state["step"]) == 1 and len(warnings) == 1 and "falling back" in warnings[0]
+
+
+def test_a_missing_file_and_a_killed_save_fall_back_and_stale_temporaries_go(tmp_path):
+    ckpt = Checkpoints(tmp_path / "run", max_to_keep=3)
+    for step in (1, 2, 3):
+        ckpt.save(step, _run(_state(0), step))
+    victim = next(p for p in (tmp_path / "run" / "3").rglob("*") if p.is_file() and "metadata" not in p.name.lower())
+    victim.unlink()
+    (tmp_path / "run" / "2.sha256.json").unlink()          # a save killed before its checksums: still tried
+    stale = tmp_path / "run" / "4.orbax-checkpoint-tmp-123"
+    stale.mkdir()
+    ckpt.close()
+    again = Checkpoints(tmp_path / "run", max_to_keep=3)
+    assert not stale.exists()
+    step, state = again.restore_latest(_state(0), warn=lambda m: None)
+    assert step == 2 and int(state["step"]) == 2
+
+
+def test_a_directory_of_another_run_is_refused(tmp_path):
+    from jdps.errors import InputError
+
+    Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 0}}).save(1, _state(0))
+    Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 0}})      # the same run: accepted
+    with pytest.raises(InputError, match=r"other inputs or options \(they differ in \['options'\]\)"):
+        Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 1}})
