@@ -114,3 +114,28 @@ def test_divergence_names_the_step_and_the_step_sizes(digits, tmp_path):
     d, *_ = digits
     with pytest.raises(SamplerDivergedError, match=r"diverged at step \d+ \(epoch 1\).*lr=1000000.0, weight_lr"):
         run(["bads", *_flags(d, tmp_path / "nan.npz", "--epochs", "2", "--lr", "1e6", "--quiet")])
+
+
+def test_baseline_progress_quiet_and_steps(digits, tmp_path, capsys):
+    d, *_ = digits
+    out = tmp_path / "u.npz"
+    assert run(["baseline", "--method", "uniform", *_flags(d, out, "--steps", "20")]) == 0   # 1000 // 50: one epoch
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("epoch 1/1  loss ") and json.loads(lines[-1])["epochs"] == 1
+    assert run(["baseline", "--method", "uniform", *_flags(d, out, "--steps", "20", "--quiet")]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    with pytest.raises(InputError, match="--steps as a multiple of 20"):
+        run(["baseline", "--method", "uniform", *_flags(d, out, "--steps", "7")])
+    with pytest.raises(InputError, match="takes neither"):
+        run(["baseline", "--method", "uniform", "--budget", "5", *_flags(d, out, "--epochs", "1")])
+
+
+def test_presets_by_name(capsys):
+    parser = argparse.ArgumentParser(prog="jdps")
+    add_bads_parsers(parser.add_subparsers(dest="command", required=True))
+    base = ["bads", "--train", "t.npz", "--meta", "m.npz", "--out", "w.npz"]
+    assert parser.parse_args(base).preset == "denoise"                 # the default: as before the flag
+    assert parser.parse_args([*base, "--preset", "default"]).preset == "default"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--preset", "nope"])
+    assert "choose from 'balance', 'denoise', 'text', 'default'" in capsys.readouterr().err

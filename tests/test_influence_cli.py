@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdps.gradients import param_filter as pf
 from jdps.checkpoint import Checkpoints
+from jdps.cli.influence import add_influence_parsers
 from jdps.data.catalogue import minilm_model_dir
 from jdps.errors import InputError, MissingDatasetError
-from jdps.cli.influence import add_influence_parsers
+from jdps.gradients import param_filter as pf
 from jdps.models.mlp import mlp_task
 
 D, C, DAMPING = 4, 3, 0.1

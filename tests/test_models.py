@@ -1,8 +1,8 @@
 """The jdps models against plain numpy forward passes, and their masking and tapping contracts."""
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 from numpy.lib.stride_tricks import sliding_window_view
@@ -12,8 +12,13 @@ from jdps.errors import InputError
 from jdps.models.cnn import CNN, cnn_task
 from jdps.models.functional import functional
 from jdps.models.mlp import MLP, mlp_task
-from jdps.models.transformer import (Attention, TransformerClassifier, TransformerLM,
-                                     transformer_classifier_task, transformer_lm_task)
+from jdps.models.transformer import (
+    Attention,
+    TransformerClassifier,
+    TransformerLM,
+    transformer_classifier_task,
+    transformer_lm_task,
+)
 
 V, D, H, LAYERS, MAXLEN = 13, 16, 4, 2, 10
 # Two windows: the first right-padded, the second with a pad inside.
@@ -51,7 +56,7 @@ def np_allowed(tokens, causal):
 
 def np_attention(p, x, allowed, n_heads):
     """Multi-head attention, one head and one example at a time."""
-    b, length, d = x.shape
+    b, _, d = x.shape
     dh = d // n_heads
     q, k, v = (np_dense(p[name], x) for name in "qkv")
     out = np.zeros_like(x)
@@ -242,3 +247,24 @@ def test_bad_inputs_raise_input_errors(lm):
     task, mparams = mlp_task(0, 5, [4], 3)
     with pytest.raises(InputError, match="d_in=6"):
         jax.eval_shape(task.apply, mparams, jnp.ones((2, 6)))
+
+
+def test_build_task_from_the_data_shape():
+    from jdps.models.build import build_task
+
+    shapes = lambda params: jax.tree.map(np.shape, params)
+    _, grey = build_task("cnn", (8, 8), 10, seed=0)
+    _, channel = build_task("cnn", (8, 8, 1), 10, seed=0)
+    assert shapes(grey) == shapes(channel)                  # [N, H, W] images get a channel axis
+    task, params = build_task("mlp", (8, 8), 3, seed=0, hidden=(5,))
+    assert task.model.apply(params, jnp.zeros((2, 8, 8))).shape == (2, 3)
+    _, lm = build_task("transformer", (16,), seed=0, d_model=8, n_heads=1, n_layers=1)
+    assert lm["pos_embed"]["embedding"].shape == (16, 8) and lm["head"]["bias"].shape == (259,)  # byte vocabulary
+    with pytest.raises(InputError, match=r"images shaped \[N, H, W\] or \[N, H, W, C\].*--model mlp"):
+        build_task("cnn", (64,), 10, seed=0)
+    with pytest.raises(InputError, match="H, W >= 4"):
+        build_task("cnn", (2, 8), 10, seed=0)
+    with pytest.raises(InputError, match="token windows"):
+        build_task("transformer", (8, 8), seed=0)
+    with pytest.raises(InputError, match="configure the transformer"):
+        build_task("mlp", (8,), 3, seed=0, d_model=8)

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jdps.gradients import param_filter as pf
 from jdps.checkpoint import Checkpoints
-from jdps.errors import InputError
-from jdps.models.mlp import mlp_task
-from jdps.gradients.projection import BLOCK_ROWS
 from jdps.cli.gtp import add_pursuit_parsers
+from jdps.errors import InputError
+from jdps.gradients import param_filter as pf
+from jdps.gradients.projection import BLOCK_ROWS
+from jdps.models.mlp import mlp_task
 
 P_IN, C, D = 6, 3, 8
 
@@ -128,7 +128,7 @@ def test_pursuit_signed_and_topk(tmp_path):
     order = np.argsort(sel["indices"])
     assert sel["indices"][order].tolist() == [7, 150, 222]
     np.testing.assert_allclose(sel["weights"][order], [2.0, -1.0, 0.5], rtol=1e-4)
-    run(["pursuit", *common, "--method", "topk", "--out", tmp_path / "top.npz"])
+    run(["pursuit", *common, "--solver", "topk", "--out", tmp_path / "top.npz"])
     top = np.load(tmp_path / "top.npz")
     assert top["indices"].tolist() == np.argsort(-(a.astype(np.float64) @ b), kind="stable")[:5].tolist()
     assert np.isnan(top["residual_norm"]) and str(top["stop_reason"]) == "budget"
@@ -148,6 +148,15 @@ def test_pursuit_bad_input(tmp_path):
         run(["pursuit", "--features", tmp_path / "A.npy", "--target", tmp_path / "b.npy", "--budget", 301, *out])
     with pytest.raises(InputError, match="--signed applies to omp"):
         run(["pursuit", "--features", tmp_path / "A.npy", "--target", tmp_path / "b.npy", "--budget", 3,
-             "--method", "topk", "--signed", *out])
+             "--solver", "topk", "--signed", *out])
     with pytest.raises(InputError, match="no file"):
         run(["pursuit", "--features", tmp_path / "none.npy", "--target", tmp_path / "b.npy", "--budget", 3, *out])
+
+
+def test_pursuit_fraction_and_the_path_written(tmp_path, capsys):
+    planted(tmp_path, [2.0, 1.0, 0.5])
+    run(["pursuit", "--features", tmp_path / "A.npy", "--target", tmp_path / "b.npy", "--fraction", 0.01,
+         "--out", tmp_path / "sel"])                                    # ceil(0.01 * 300) = 3 rows
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["budget"] == 3 and summary["out"] == str(tmp_path / "sel.npz")
+    assert sorted(np.load(tmp_path / "sel.npz")["indices"].tolist()) == [7, 150, 222]

