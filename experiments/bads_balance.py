@@ -11,10 +11,10 @@ Model and budget: the MLP 784-256-128-10 from the same initial parameters (seed 
 steps of batch 128 for every method. Baselines: Adam(1e-3) (`experiments.common.run_named_baseline`);
 `random` keeps as many random examples as BADS keeps (weight >= mean weight).
 
-BADS (`jdps.bads`, SGLD over theta and the weights, meta batch 100, running means after 2 epochs,
-prediction averaged over 4 theta snapshots). Its configuration here was chosen in short runs (5-10
-epochs, one seed, 10 meta examples per class; the later of them scored on a balanced validation split
-of the training images):
+BADS (`jdps.bads.fit`, SGLD over theta and the weights, meta batch 100, running means after 2 epochs,
+prediction averaged over 4 theta snapshots) runs `jdps.bads.PRESETS["balance"]`, chosen in short runs
+(5-10 epochs, one seed, 10 meta examples per class; the later of them scored on a balanced validation
+split of the training images):
   log_z="contrastive"  the weights see l_i(theta) - l_i(theta'), theta' a meta-free chain. With log Z
       dropped a weight sees only rho l_i(theta), so badly fitted examples weigh less, and on a long
       tail those are the rare classes: it down-weights exactly what must be up-weighted. The
@@ -30,9 +30,9 @@ Variants (rows of the table, same settings otherwise): bads_dropped (log Z dropp
 (theta_loss="weighted"), bads_frozen (weight_lr=0: the same theta chain with every weight fixed at 1/2,
 which separates the weights' effect from the sampler's SGD-like optimiser).
 
-    python experiments/bads_balance.py                        # 4 meta sizes x 9 methods x 3 seeds
-    python experiments/bads_balance.py --methods bads_dropped bads_weighted --seeds 0 --out ...
-    python experiments/bads_balance.py --set rho=0.1 lr=2.5   # another BADS configuration
+    python -m experiments.bads_balance                        # 4 meta sizes x 9 methods x 3 seeds
+    python -m experiments.bads_balance --methods bads_dropped bads_weighted --seeds 0 --out ...
+    python -m experiments.bads_balance --set rho=0.1 lr=2.5   # another BADS configuration
 
 writes `<out>.md` (tables and the command), `<out>.json` (every run's figures), `<out>_accuracy.png`
 (balanced accuracy against meta-set size) and `<out>_weights.png` (mean BADS weight per class against
@@ -43,33 +43,41 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
+from scipy.stats import spearmanr
 
 from experiments.common import (
+    BASELINES,
+    RESULTS,
     command_line,
     kept_size,
     markdown_table,
     mean_std,
+    mlp,
     overrides,
+    preset_changes,
+    pyplot,
     run_named_baseline,
+    save_figure,
+    seconds_line,
+    timed,
     write_report,
 )
+from jdps import bads
+from jdps.data.catalogue import load
+from jdps.data.corruptions import long_tail, meta_split
+from jdps.data.sources import FASHION_CLASSES
 
-BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn")
-BADS = {"log_z": "contrastive", "theta_loss": "self_normalised", "rho": 0.05, "lr": 5.0, "temperature": 1e-3,
-        "weight_prior_std": 30.0, "weight_lr": 100.0}
+PRESET = "balance"  # jdps.bads.PRESETS: this experiment's BADS configuration
 VARIANTS = {"bads": {}, "bads_dropped": {"log_z": "dropped"}, "bads_weighted": {"theta_loss": "weighted"},
-            "bads_frozen": {"weight_lr": 0.0, "log_z": "dropped"}}
-METHODS = (*VARIANTS, *BASELINES)
-DEFAULT_METHODS = ("bads", "bads_frozen", *BASELINES)
-OUT = Path(__file__).resolve().parent / "results" / "bads_balance"
+            "bads_frozen": {"weight_lr": 0.0, "log_z": "dropped"}}  # changes to the preset
+NO_TRUTH = tuple(b for b in BASELINES if b != "oracle")  # no example is corrupted: nothing for an oracle
+METHODS = (*VARIANTS, *NO_TRUTH)
+DEFAULT_METHODS = ("bads", "bads_frozen", *NO_TRUTH)
+OUT = RESULTS / "bads_balance"
 
 
 @dataclass(frozen=True)
@@ -92,9 +100,6 @@ FULL = Setup()
 
 def make_data(setup: Setup, seed: int):
     """(long-tailed train, balanced meta pool of max(meta_sizes) per class, test) for seed `seed`."""
-    from jdps.data.catalogue import load
-    from jdps.data.corruptions import long_tail, meta_split
-
     rest, pool = meta_split(load("fashion_mnist", "train"), max(setup.meta_sizes), seed=seed)
     return long_tail(rest, setup.ratio, seed=seed, n_max=setup.n_max), pool, load("fashion_mnist", "test")
 
@@ -111,32 +116,26 @@ def balanced_accuracy(predicted, y) -> float:
 
 
 def bads_config(method: str, setup: Setup, steps_per_epoch: int, extra: dict):
-    from jdps import bads
-    return bads.BADSConfig(**{**BADS, **extra, **VARIANTS[method]}, burn_in=setup.burn_in_epochs * steps_per_epoch)
+    """The preset with the command line's changes `extra`, the variant's changes and the burn-in."""
+    return bads.preset(PRESET, **{**extra, **VARIANTS[method]}, burn_in=setup.burn_in_epochs * steps_per_epoch)
 
 
 def run_bads(method: str, train, meta, test, setup: Setup, seed: int, extra: dict) -> dict:
     """A BADS variant on one draw: balanced accuracy (theta samples; final theta), mean weight per class."""
-    from jdps import bads
-    from jdps.cli.bads import fit_bads, predict
-    from jdps.models.mlp import mlp_task
-
-    task, params = mlp_task(seed, 28 * 28, setup.hidden, 10)
+    task, params = mlp(setup.hidden, seed)
     config = bads_config(method, setup, len(train) // setup.batch_size, extra)
-    state = fit_bads(task, params, train, meta, key=seed, epochs=setup.epochs, batch_size=setup.batch_size,
+    state = bads.fit(task, params, train, meta, key=seed, epochs=setup.epochs, batch_size=setup.batch_size,
                      meta_batch_size=setup.meta_batch_size, config=config)
     weights = bads.posterior_mean_weights(state)
     final = np.asarray(task.apply(state.params, test.x)).argmax(1)
-    return {"balanced_accuracy": balanced_accuracy(predict(task, state, test.x).argmax(1), test.y),
+    return {"balanced_accuracy": balanced_accuracy(bads.predict(task, state, test.x).argmax(1), test.y),
             "balanced_accuracy_final": balanced_accuracy(final, test.y),
             "class_weights": [float(weights[train.y == c].mean()) for c in range(10)],
             "kept": kept_size(weights)}
 
 
 def run_baseline(name: str, train, meta, test, setup: Setup, seed: int, kept: int | None) -> dict:
-    from jdps.models.mlp import mlp_task
-
-    task, params = mlp_task(seed, 28 * 28, setup.hidden, 10)
+    task, params = mlp(setup.hidden, seed)
     result = run_named_baseline(name, task, params, train, meta, seed=seed, epochs=setup.epochs,
                                 batch_size=setup.batch_size, adam_lr=setup.adam_lr,
                                 meta_batch_size=setup.meta_batch_size, kept=kept)
@@ -158,14 +157,13 @@ def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print)
         for k in setup.meta_sizes:
             meta, kept = meta_subset(pool, k), None
             for name in order:
-                start = time.perf_counter()
                 if name in VARIANTS:
-                    figures = run_bads(name, train, meta, test, setup, seed, extra)
+                    figures, seconds = timed(run_bads, name, train, meta, test, setup, seed, extra)
                     kept = figures["kept"] if kept is None or name == "bads" else kept
                 else:
-                    figures = run_baseline(name, train, meta, test, setup, seed, kept)
-                records.append({"meta_per_class": k, "seed": seed, "method": name,
-                                "seconds": round(time.perf_counter() - start, 1), **figures})
+                    figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
+                records.append({"meta_per_class": k, "seed": seed, "method": name, "seconds": round(seconds, 1),
+                                **figures})
                 log(f"seed {seed} meta {k:2d}/class {name:13s} balanced accuracy "
                     f"{100 * figures['balanced_accuracy']:.2f}%  [{records[-1]['seconds']:.0f} s]")
     return records, counts
@@ -183,10 +181,6 @@ def class_weight_means(records, method="bads") -> dict[int, np.ndarray]:
 
 def table(records: list[dict], counts: dict, setup: Setup, command: str, config: dict) -> str:
     """The Markdown report: balanced accuracy per method and meta size, the target, BADS's class weights."""
-    from scipy.stats import spearmanr
-
-    from jdps.data.sources import FASHION_CLASSES
-
     sizes = [k for k in setup.meta_sizes if any(r["meta_per_class"] == k for r in records)]
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
     seeds = sorted({r["seed"] for r in records})
@@ -217,21 +211,15 @@ def table(records: list[dict], counts: dict, setup: Setup, command: str, config:
         rows.append(["", "Spearman ρ(weight, count)", "", ""]
                     + [f"{spearmanr(means[k], count).statistic:+.2f}" for k in sizes])
         lines.append(markdown_table(["class", "name", "count", "frequency"] + [f"{k} / class" for k in sizes], rows))
-    lines += ["", "Seconds a run (mean over the runs; 2 CPU cores, shared): "
-              + ", ".join(f"{m} {np.mean([r['seconds'] for r in records if r['method'] == m]):.0f}" for m in methods)]
+    lines += ["", seconds_line(records, methods)]
     return "\n".join(lines) + "\n"
 
 
 def figures(records: list[dict], counts: dict, out: Path) -> None:
     """<out>_accuracy.png (balanced accuracy against meta size) and <out>_weights.png (BADS class weights)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sizes = sorted({r["meta_per_class"] for r in records})
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for m in methods:
         acc = [100 * np.asarray(_pick(records, k, m)) for k in sizes]
         ax.errorbar(sizes, [a.mean() for a in acc], [a.std() for a in acc], marker="o", capsize=3, label=m,
@@ -240,29 +228,25 @@ def figures(records: list[dict], counts: dict, out: Path) -> None:
            ylabel="balanced test accuracy (%)", title="Long-tailed Fashion-MNIST (ratio 100)")
     ax.minorticks_off()
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out.parent / f"{out.name}_accuracy.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out.parent / f"{out.name}_accuracy.png")
 
     if "bads" not in methods:
         return
     count = np.mean(list(counts.values()), axis=0)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, w in class_weight_means(records).items():
+    means = class_weight_means(records)
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    for k, w in means.items():
         ax.plot(count, w, marker="o", label=f"{k} meta / class")
     for c in range(10):
-        ax.annotate(str(c), (count[c], class_weight_means(records)[sizes[-1]][c]), fontsize=7,
-                    textcoords="offset points", xytext=(3, 3))
+        ax.annotate(str(c), (count[c], means[sizes[-1]][c]), fontsize=7, textcoords="offset points", xytext=(3, 3))
     ax.set(xscale="log", xlabel="training examples of the class", ylabel="mean posterior BADS weight",
            title="BADS weight per class against class frequency")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out.parent / f"{out.name}_weights.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out.parent / f"{out.name}_weights.png")
 
 
 def save(records, counts, setup: Setup, command: str, out: Path, extra: dict) -> str:
-    config = {**BADS, **extra}
+    config = {**preset_changes(PRESET), **extra}
     report = table(records, counts, setup, command, config)
     write_report(out, report, {"command": command, "setup": asdict(setup), "bads_config": config,
                                "variants": VARIANTS, "class_counts": counts, "runs": records})
@@ -284,9 +268,8 @@ def main(argv=None) -> int:
         parser.error("random keeps as many examples as BADS: add bads to --methods")
     setup = replace(FULL, meta_sizes=tuple(args.meta_sizes), epochs=args.epochs)
     extra = overrides(args.set)
-    command = command_line("experiments/bads_balance.py", sys.argv[1:] if argv is None else argv)
     records, counts = run_grid(args.methods, args.seeds, setup, extra)
-    print(save(records, counts, setup, command, args.out, extra))
+    print(save(records, counts, setup, command_line("experiments.bads_balance", argv), args.out, extra))
     return 0
 
 

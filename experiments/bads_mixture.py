@@ -9,14 +9,15 @@ is held out (seed s); training keeps 300 random windows of every source from the
 (1,200 windows), the meta set 100 random windows of the held-out documents, so no meta window shares
 a document with training.
 
-BADS is run as in experiment 3 (`experiments/bads_text.py`: the transformer LM with d_model 32, 2
-layers, 2 heads; contrastive log Z, rho = 0.05, T = 1e-3, sigma_w = 30, weight_lr = 100, lr = 2,
-self-normalised theta loss; batch 32, meta batch 32, 6 epochs, running means after 2). Reported: the
+BADS is run as in experiment 3 (`experiments.bads_text`: the transformer LM with d_model 32, 2 layers,
+2 heads; `jdps.bads.PRESETS["text"]`: contrastive log Z, rho = 0.05, T = 1e-3, sigma_w = 30,
+weight_lr = 100, lr = 2, self-normalised theta loss; batch 32, meta batch 32, 6 epochs, running means
+after 2). Reported: the
 mean posterior weight of each source for each target, mean ± std over the seeds, and whether the
 target source gets the highest mean weight (the expected result).
 
-    python experiments/bads_mixture.py                          # 4 targets x 3 seeds
-    python experiments/bads_mixture.py --targets kjv --seeds 0
+    python -m experiments.bads_mixture                          # 4 targets x 3 seeds
+    python -m experiments.bads_mixture --targets kjv --seeds 0
 
 writes `<out>.md`, `<out>.json` and `<out>_weights.png` (a target x source heat map of the mean
 weights); `--out` defaults to experiments/results/bads_mixture.
@@ -26,26 +27,34 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
-
-from experiments.bads_text import BADS, corpus, domain_means, lm_task, sample_bads
 from experiments.common import (
+    RESULTS,
     command_line,
+    corpus,
+    domain_means,
+    lm_task,
     markdown_table,
     mean_std,
     overrides,
+    preset_changes,
+    pyplot,
+    save_figure,
+    timed,
     write_report,
 )
+from jdps import bads
+from jdps.data.corruptions import subsample_groups
+from jdps.data.text import windows
+from jdps.errors import InputError
 
+PRESET = "text"  # jdps.bads.PRESETS: the BADS configuration of experiment 3
 SOURCES = ("kjv", "brown", "ham", "spam")
-OUT = Path(__file__).resolve().parent / "results" / "bads_mixture"
+OUT = RESULTS / "bads_mixture"
 
 
 @dataclass(frozen=True)
@@ -72,17 +81,12 @@ FULL = Setup()
 
 def source_windows(setup: Setup):
     """Every window of every source: a Dataset with columns `domain` (index into setup.sources) and `doc`."""
-    from jdps.data.text import windows
-
     return windows(corpus(setup.sources), setup.length, domain_names=setup.sources)
 
 
 def make_data(pool, setup: Setup, target: str, seed: int):
     """(train: per_source windows of each source, meta: meta_windows of `target`) from `pool`, with a
     random `held_out` share of the target's documents kept for the meta set only."""
-    from jdps.data.corruptions import subsample_groups
-    from jdps.errors import InputError
-
     if target not in setup.sources:
         raise InputError(f"target {target!r} is not one of the sources {setup.sources}; add it")
     rng = np.random.default_rng(seed)
@@ -100,28 +104,25 @@ def make_data(pool, setup: Setup, target: str, seed: int):
     return train, meta
 
 
-def run_one(pool, setup: Setup, target: str, seed: int, config: dict) -> dict:
-    """BADS for one target and seed -> {source_weights [S], meta_loss (last epoch's mean)}."""
-    from jdps import bads
+def run_one(pool, setup: Setup, target: str, seed: int, extra: dict) -> dict:
+    """BADS for one target and seed -> {source_weights [S]}; extra: changes to the preset (--set)."""
     train, meta = make_data(pool, setup, target, seed)
     task, params = lm_task(setup, seed)
-    cfg = bads.BADSConfig(**config, burn_in=setup.burn_in_epochs * (len(train) // setup.batch_size))
-    state = sample_bads(task, params, {"x": train.x}, {"x": meta.x}, seed=seed, epochs=setup.epochs,
-                        batch_size=setup.batch_size, meta_batch_size=setup.meta_batch_size, config=cfg)
+    config = bads.preset(PRESET, **extra, burn_in=setup.burn_in_epochs * (len(train) // setup.batch_size))
+    state = bads.fit(task, params, {"x": train.x}, {"x": meta.x}, key=seed, epochs=setup.epochs,
+                     batch_size=setup.batch_size, meta_batch_size=setup.meta_batch_size, config=config)
     weights = bads.posterior_mean_weights(state)
     return {"source_weights": domain_means(weights, train.columns["domain"], len(setup.sources))}
 
 
-def run_grid(targets, seeds, setup: Setup, config: dict, log=print) -> list[dict]:
+def run_grid(targets, seeds, setup: Setup, extra: dict | None = None, log=print) -> list[dict]:
     """Every (target, seed) -> records {target, seed, seconds, source_weights}."""
     pool = source_windows(setup)
     records = []
     for target in targets:
         for seed in seeds:
-            start = time.perf_counter()
-            figures = run_one(pool, setup, target, seed, config)
-            records.append({"target": target, "seed": seed, "seconds": round(time.perf_counter() - start, 1),
-                            **figures})
+            figures, seconds = timed(run_one, pool, setup, target, seed, extra or {})
+            records.append({"target": target, "seed": seed, "seconds": round(seconds, 1), **figures})
             log(f"target {target:5s} seed {seed}: mean weight per source "
                 + ", ".join(f"{s} {w:.3f}" for s, w in zip(setup.sources, figures["source_weights"]))
                 + f"  [{records[-1]['seconds']:.0f} s]")
@@ -165,14 +166,9 @@ def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
 
 def figure(records, setup: Setup, path: Path) -> None:
     """A heat map of the mean weights: targets (rows) x sources (columns), values annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     targets, w = weight_matrix(records, setup)
     mean = np.asarray([wt.mean(0) for wt in w])
-    fig, ax = plt.subplots(figsize=(1.3 * len(setup.sources) + 2, 0.7 * len(targets) + 1.8))
+    fig, ax = pyplot().subplots(figsize=(1.3 * len(setup.sources) + 2, 0.7 * len(targets) + 1.8))
     image = ax.imshow(mean, cmap="viridis")
     for i in range(len(targets)):
         for j in range(len(setup.sources)):
@@ -182,12 +178,11 @@ def figure(records, setup: Setup, path: Path) -> None:
     ax.set_yticks(range(len(targets)), targets)
     ax.set(xlabel="training source", ylabel="meta set from", title="mean posterior BADS weight per source")
     fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def save(records, setup: Setup, command: str, out: Path, config: dict) -> str:
+def save(records, setup: Setup, command: str, out: Path, extra: dict) -> str:
+    config = {**preset_changes(PRESET), **extra}
     report = table(records, setup, command, config)
     write_report(out, report, {"command": command, "setup": asdict(setup), "bads_config": config, "runs": records})
     figure(records, setup, out.parent / f"{out.name}_weights.png")
@@ -204,10 +199,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
     args = parser.parse_args(argv)
     setup = replace(FULL, targets=tuple(args.targets), epochs=args.epochs)
-    config = {**BADS, **overrides(args.set)}
-    command = command_line("experiments/bads_mixture.py", sys.argv[1:] if argv is None else argv)
-    records = run_grid(args.targets, args.seeds, setup, config)
-    print(save(records, setup, command, args.out, config))
+    extra = overrides(args.set)
+    records = run_grid(args.targets, args.seeds, setup, extra)
+    print(save(records, setup, command_line("experiments.bads_mixture", argv), args.out, extra))
     return 0
 
 

@@ -8,60 +8,67 @@ training documents (the rest, 20); every other domain gives all its documents to
 are cut into windows of 64 byte tokens (`jdps.data.text.windows`); training keeps 300 random windows
 of each domain (1,500 windows, the target a fifth of them), the meta set 100 windows of the meta
 documents and the test set 500 windows of the test documents, so meta and test never share a
-document with training or with each other.
+document with training or with each other (`experiments.common.target_split`).
 
-Model and budget: the transformer LM (d_model 32, 2 layers, 2 heads; `transformer_lm_task`) from the
-same initial parameters (seed s), epochs * (N // 32) steps of batch 32 for every method; baselines use
-Adam(1e-3) (`experiments.common.run_named_baseline`); `random` keeps as many random windows as BADS
+Model and budget: the transformer LM (d_model 32, 2 layers, 2 heads; `experiments.common.lm_task`) from
+the same initial parameters (seed s), epochs * (N // 32) steps of batch 32 for every method; baselines
+use Adam(1e-3) (`experiments.common.run_named_baseline`); `random` keeps as many random windows as BADS
 keeps; `oracle` trains on the target's training windows (and the meta set) only. Reported: the mean
 next-token loss (nats per byte) on the target's test windows, mean ± std over the seeds; BADS with its
 posterior predictive (token probabilities averaged over its theta snapshots) and with its final theta;
 BADS's mean posterior weight per domain.
 
-BADS (`jdps.bads`), configured as in experiment 2 (`experiments/bads_balance.py`): log Z estimated by
-the contrastive chain (a weight sees l_i(theta) - l_i(theta'), how much the meta set helps theta fit
-window i; with log Z dropped it sees only l_i(theta) and favours easy, repetitive text whatever the
-target), rho = 0.05 (the meta set's share of theta's gradient M / (rho N) = 1.3), a cold chain
-(T = 1e-3, sigma_w = 30, weight_lr = 100), self-normalised theta loss; lr = 2 (theta's step
-rho lr = 0.1; chosen by the final meta-set loss of one seed among 2, 5 and 10, which diverged). `--set NAME=VALUE` changes any of it.
+BADS (`jdps.bads.fit` with `jdps.bads.PRESETS["text"]`), configured as in experiment 2
+(`experiments.bads_balance`): log Z estimated by the contrastive chain (a weight sees
+l_i(theta) - l_i(theta'), how much the meta set helps theta fit window i; with log Z dropped it sees only
+l_i(theta) and favours easy, repetitive text whatever the target), rho = 0.05 (the meta set's share of
+theta's gradient M / (rho N) = 1.3), a cold chain (T = 1e-3, sigma_w = 30, weight_lr = 100),
+self-normalised theta loss; lr = 2 (theta's step rho lr = 0.1; chosen by the final meta-set loss of one
+seed among 2, 5 and 10, which diverged). `--set NAME=VALUE` changes any of it.
 
-    python experiments/bads_text.py                           # 9 methods x 3 seeds
-    python experiments/bads_text.py --methods bads uniform --seeds 0 --epochs 4
+    python -m experiments.bads_text                           # 9 methods x 3 seeds
+    python -m experiments.bads_text --methods bads uniform --seeds 0 --epochs 4
 
 writes `<out>.md`, `<out>.json` and `<out>_weights.png` (mean BADS weight per domain); `--out`
-defaults to experiments/results/bads_text. The text loading and the LM helpers here are shared with
-experiment 4 (`experiments/bads_mixture.py`).
+defaults to experiments/results/bads_text.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's jdps and experiments
-
 from experiments.common import (
+    BASELINES,
+    RESULTS,
     command_line,
+    domain_means,
     kept_size,
+    lm_task,
     markdown_table,
     mean_std,
     overrides,
+    preset_changes,
+    pyplot,
     run_named_baseline,
+    save_figure,
+    seconds_line,
+    target_split,
+    timed,
     write_report,
 )
+from jdps import bads
+from jdps.losses import PAD_ID
+from jdps.train import evaluate
 
-BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn", "oracle")
+PRESET = "text"  # jdps.bads.PRESETS: this experiment's BADS configuration
 METHODS = ("bads", *BASELINES)
-BADS = {"log_z": "contrastive", "theta_loss": "self_normalised", "rho": 0.05, "lr": 2.0, "temperature": 1e-3,
-        "weight_prior_std": 30.0, "weight_lr": 100.0}
-OUT = Path(__file__).resolve().parent / "results" / "bads_text"
+OUT = RESULTS / "bads_text"
 
 
 @dataclass(frozen=True)
@@ -89,97 +96,17 @@ class Setup:
 FULL = Setup()
 
 
-def corpus(domains) -> list:
-    """The Documents of `domains`, each Document's domain set to its domain name: "kjv" (the whole KJV),
-    "brown" (the whole Brown corpus), "ham" / "spam" (SpamAssassin) or a Brown genre
-    (`jdps.data.sources.BROWN_GENRES`)."""
-    from jdps.data.catalogue import load
-    from jdps.errors import InputError
-
-    docs, loaded = [], {}
-    for d in domains:
-        source = d if d in ("kjv", "brown") else "spam_assassin" if d in ("ham", "spam") else "brown"
-        if source not in loaded:
-            loaded[source] = load(source)
-        whole = d in ("kjv", "brown")
-        found = [dataclasses.replace(doc, domain=d) for doc in loaded[source] if whole or doc.domain == d]
-        if not found:
-            raise InputError(f"no documents of domain {d!r}; use 'kjv', 'brown', 'ham', 'spam' or a Brown genre "
-                             "(jdps.data.sources.BROWN_GENRES)")
-        docs += found
-    return docs
-
-
-def _windows(docs, setup: Setup, domains, counts, rng, what: str):
-    """Windows of `docs` (domain column indexing `domains`), counts[g] random ones of domain g."""
-    from jdps.data.corruptions import subsample_groups
-    from jdps.data.text import windows
-    from jdps.errors import InputError
-
-    data = windows(docs, setup.length, domain_names=domains)
-    have = np.bincount(data.columns["domain"], minlength=len(domains))
-    short = [f"{domains[g]!r} ({have[g]} < {c})" for g, c in enumerate(counts) if have[g] < c]
-    if short:
-        raise InputError(f"too few {what} windows in {', '.join(short)}; ask for fewer {what} windows")
-    return subsample_groups(data, counts, column="domain", seed=rng)
-
-
 def make_data(setup: Setup, seed: int):
     """(train [N windows, `domain` column], meta, test) for one seed; meta and test from held-out
     documents of `setup.target`."""
-    from jdps.errors import InputError
-
-    if setup.target not in setup.domains:
-        raise InputError(f"target {setup.target!r} is not one of the domains {setup.domains}; add it")
-    rng = np.random.default_rng(seed)
-    docs = corpus(setup.domains)
-    target = [i for i, d in enumerate(docs) if d.domain == setup.target]
-    if len(target) <= setup.meta_docs + setup.test_docs:
-        raise InputError(f"{setup.target!r} has {len(target)} documents, too few for {setup.test_docs} test and "
-                         f"{setup.meta_docs} meta documents and some training ones; lower test_docs or meta_docs")
-    order = rng.permutation(target)
-    test_idx, meta_idx = order[:setup.test_docs], order[setup.test_docs:setup.test_docs + setup.meta_docs]
-    held = set(test_idx.tolist()) | set(meta_idx.tolist())
-    domains = list(setup.domains)
-    only = np.zeros(len(domains), np.int64)
-    only[domains.index(setup.target)] = 1
-    train = _windows([d for i, d in enumerate(docs) if i not in held], setup, domains,
-                     np.full(len(domains), setup.train_per_domain), rng, "training")
-    meta = _windows([docs[i] for i in meta_idx], setup, domains, only * setup.meta_windows, rng, "meta")
-    test = _windows([docs[i] for i in test_idx], setup, domains, only * setup.test_windows, rng, "test")
-    return train, meta, test
-
-
-def lm_task(setup: Setup, seed: int):
-    from jdps.data.text import VOCAB_SIZE
-    from jdps.models.transformer import transformer_lm_task
-
-    return transformer_lm_task(seed, VOCAB_SIZE, d_model=setup.d_model, n_heads=setup.n_heads,
-                               n_layers=setup.n_layers, max_len=setup.length)
-
-
-def sample_bads(task, params, train: dict, meta: dict, *, seed: int, epochs: int, batch_size: int,
-                meta_batch_size: int, config):
-    """BADS on dicts of per-example arrays (`x` [N, L] tokens) for `epochs` epochs -> the final state."""
-    import jax
-
-    from jdps import bads
-    n, m = len(train["x"]), len(meta["x"])
-    sampler = bads.as_top_level_api(task, None, n, m, config)
-    k_init, k_run = jax.random.split(jax.random.key(seed))
-    state = sampler.init(k_init, params)
-    state, _ = bads.run_epochs(sampler.step, k_run, state, train, meta, epochs, batch_size, min(meta_batch_size, m))
-    return state
+    return target_split(setup.domains, setup.target, length=setup.length, per_domain=setup.train_per_domain,
+                        meta_windows=setup.meta_windows, test_windows=setup.test_windows, meta_docs=setup.meta_docs,
+                        test_docs=setup.test_docs, seed=seed)
 
 
 def posterior_lm_loss(task, state, x, batch_size: int = 250) -> float:
     """Mean over windows of the next-token loss of the posterior predictive p(t) = mean_k softmax(f(theta_k))_t
     over the state's theta snapshots: l = -sum_t m_t log p(x_{t+1}) / sum_t m_t, m_t = [x_{t+1} != PAD]."""
-    import jax.numpy as jnp
-
-    from jdps import bads
-    from jdps.losses import PAD_ID
-
     losses = []
     for start in range(0, len(x), batch_size):
         xb = jnp.asarray(x[start:start + batch_size])
@@ -191,15 +118,13 @@ def posterior_lm_loss(task, state, x, batch_size: int = 250) -> float:
     return float(np.concatenate(losses).mean())
 
 
-def run_bads(train, meta, test, setup: Setup, seed: int, config: dict) -> dict:
-    """BADS on one draw: target test loss (posterior predictive; final theta), weights [N], kept size."""
-    from jdps import bads
-    from jdps.train import evaluate
-
+def run_bads(train, meta, test, setup: Setup, seed: int, extra: dict) -> dict:
+    """BADS on one draw: target test loss (posterior predictive; final theta), weights [N], kept size.
+    extra: changes to the preset (the command line's --set)."""
     task, params = lm_task(setup, seed)
-    cfg = bads.BADSConfig(**config, burn_in=setup.burn_in_epochs * (len(train) // setup.batch_size))
-    state = sample_bads(task, params, {"x": train.x}, {"x": meta.x}, seed=seed, epochs=setup.epochs,
-                        batch_size=setup.batch_size, meta_batch_size=setup.meta_batch_size, config=cfg)
+    config = bads.preset(PRESET, **extra, burn_in=setup.burn_in_epochs * (len(train) // setup.batch_size))
+    state = bads.fit(task, params, {"x": train.x}, {"x": meta.x}, key=seed, epochs=setup.epochs,
+                     batch_size=setup.batch_size, meta_batch_size=setup.meta_batch_size, config=config)
     weights = bads.posterior_mean_weights(state)
     return {"loss": posterior_lm_loss(task, state, test.x),
             "loss_final": evaluate(task, state.params, {"x": test.x})["loss"],
@@ -208,8 +133,6 @@ def run_bads(train, meta, test, setup: Setup, seed: int, config: dict) -> dict:
 
 def run_baseline(name: str, train, meta, test, setup: Setup, seed: int, kept: int | None) -> dict:
     """Baseline `name` on one draw -> {loss} on the target's test windows; `oracle` keeps the target's windows."""
-    from jdps.train import evaluate
-
     task, params = lm_task(setup, seed)
     clean = train.columns["domain"] == setup.domains.index(setup.target) if name == "oracle" else None
     result = run_named_baseline(name, task, params, {"x": train.x}, {"x": meta.x}, seed=seed, epochs=setup.epochs,
@@ -218,48 +141,36 @@ def run_baseline(name: str, train, meta, test, setup: Setup, seed: int, kept: in
     return {"loss": evaluate(task, result.params, {"x": test.x})["loss"]}
 
 
-def domain_means(weights, domain, n_domains: int) -> list[float]:
-    """Mean weight of each domain: weights [N], domain int [N] in [0, D) -> [D]."""
-    return (np.bincount(domain, weights=weights, minlength=n_domains) / np.bincount(domain, minlength=n_domains)).tolist()
-
-
-def run_grid(methods, seeds, setup: Setup, config: dict, log=print) -> list[dict]:
+def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print) -> list[dict]:
     """Every (seed, method) run -> records {seed, method, seconds, loss, ...}; BADS runs first on each draw
     and its record holds the mean weight per domain."""
+    extra = extra or {}
     records = []
     for seed in seeds:
         train, meta, test = make_data(setup, seed)
         kept = None
         for name in sorted(methods, key=lambda m: m != "bads"):
-            start = time.perf_counter()
             if name == "bads":
-                figures = run_bads(train, meta, test, setup, seed, config)
+                figures, seconds = timed(run_bads, train, meta, test, setup, seed, extra)
                 kept = figures["kept"]
                 figures["domain_weights"] = domain_means(figures.pop("weights"), train.columns["domain"],
                                                          len(setup.domains))
             else:
-                figures = run_baseline(name, train, meta, test, setup, seed, kept)
-            records.append({"seed": seed, "method": name, "seconds": round(time.perf_counter() - start, 1), **figures})
+                figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
+            records.append({"seed": seed, "method": name, "seconds": round(seconds, 1), **figures})
             log(f"seed {seed} {name:9s} target test loss {figures['loss']:.4f}  [{records[-1]['seconds']:.0f} s]")
     return records
 
 
 def weight_figure(domains, weights, path: Path, title: str, highlight: str | None = None) -> None:
     """A bar chart of the mean BADS weight per domain (mean ± std over seeds) -> PNG at `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     w = np.asarray(weights)
-    fig, ax = plt.subplots(figsize=(1.2 * len(domains) + 2, 3.6))
+    fig, ax = pyplot().subplots(figsize=(1.2 * len(domains) + 2, 3.6))
     colors = ["tab:red" if d == highlight else "tab:blue" for d in domains]
     ax.bar(range(len(domains)), w.mean(0), yerr=w.std(0), color=colors, capsize=3)
     ax.set_xticks(range(len(domains)), domains, rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="mean posterior BADS weight", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
@@ -292,12 +203,12 @@ def table(records: list[dict], setup: Setup, command: str, config: dict) -> str:
                 for i, d in enumerate(setup.domains)]
         lines += ["", "Mean posterior BADS weight per domain (mean ± std over the seeds):\n",
                   markdown_table(["domain", "mean weight"], rows)]
-    lines += ["", "Seconds a run (mean over the runs; 2 CPU cores, shared): "
-              + ", ".join(f"{m} {np.mean(pick(m, 'seconds')):.0f}" for m in methods)]
+    lines += ["", seconds_line(records, methods)]
     return "\n".join(lines) + "\n"
 
 
-def save(records, setup: Setup, command: str, out: Path, config: dict) -> str:
+def save(records, setup: Setup, command: str, out: Path, extra: dict) -> str:
+    config = {**preset_changes(PRESET), **extra}
     report = table(records, setup, command, config)
     write_report(out, report, {"command": command, "setup": asdict(setup), "bads_config": config, "runs": records})
     bads_runs = [r["domain_weights"] for r in records if r["method"] == "bads"]
@@ -319,10 +230,9 @@ def main(argv=None) -> int:
     if "random" in args.methods and "bads" not in args.methods:
         parser.error("random keeps as many windows as BADS: add bads to --methods")
     setup = replace(FULL, epochs=args.epochs)
-    config = {**BADS, **overrides(args.set)}
-    command = command_line("experiments/bads_text.py", sys.argv[1:] if argv is None else argv)
-    records = run_grid(args.methods, args.seeds, setup, config)
-    print(save(records, setup, command, args.out, config))
+    extra = overrides(args.set)
+    records = run_grid(args.methods, args.seeds, setup, extra)
+    print(save(records, setup, command_line("experiments.bads_text", argv), args.out, extra))
     return 0
 
 

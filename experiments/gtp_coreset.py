@@ -6,28 +6,29 @@ N(0, `dup_noise`^2) pixel noise (clipped to [0, 1]), so 250 groups of 5 near-ide
 pool of 6,000. Test: the official 10,000-image test split.
 
 Features: the MLP 784-128-10 (`mlp_task`, seed s) warms up on the whole pool for `warmup_epochs` epochs
-(Adam(1e-3), batch 128); the parameters after each epoch are the T checkpoints. Each pool example gets its
-gradient trajectory (`jdps.gtp.trajectory.trajectory_features`, method 'factored': per Dense layer
-P_in^T g P_out, width `d` per checkpoint, one projection per checkpoint) and the target is the mean row
-(in-domain selection). Selectors, at 1%, 5% and 10% of the pool:
+(Adam(1e-3), batch 128; `experiments.common.warmup_checkpoints`); the parameters after each epoch are the
+T checkpoints. The selector `gtp` (`jdps.selectors`) gives each pool example its gradient trajectory
+(`jdps.gtp.trajectory.trajectory_features`, grad_form 'factored': per Dense layer P_in^T g P_out, width
+`d` per checkpoint, one projection per checkpoint) and the target is the mean row (in-domain selection).
+Selectors, at 1%, 5% and 10% of the pool:
 
-    gtp-omp      non-negative OMP (jdps.gtp.select, method 'omp'), weights = its NNLS weights
+    gtp-omp      non-negative OMP (gtp, solver 'omp'), weights = its NNLS weights
     gtp-omp-unit the same selection trained with weight 1 (separates what GTP picks from how it weights)
     gtp-cosamp   non-negative CoSaMP (10 rounds at most); only for k <= `cosamp_max_k` (100): its NNLS on
                  a union of up to 3k atoms is too slow for larger k on a 2-core machine
     gradmatch    GradMatch's OMP (ridge 0.5) on the same features
     topk         the k rows of largest correlation with the mean row (LESS / TracIn style), weight 1
-    random       k uniform random examples, weight 1
+    random       k uniform random examples (the selector `random`, key s), weight 1
     full         the whole pool, weight 1
 
-Training: a fresh MLP (seed s + 1000) trains on the subset with its weights, the loss self-normalised by the
-weights of each batch (`normalize='weights'`), Adam(1e-3), batch 64, for about `steps` steps whatever
-the subset size (epochs = round(steps / max(1, k // 64))). Reported: test accuracy (%) as mean ± std over
-the seeds; for the dup pool also how many selected examples are planted copies, and how many are
-redundant (a second or later pick from one group of near-duplicates).
+Training (`experiments.common.train_subset`): a fresh MLP (seed s + 1000) trains on the subset with its
+weights, the loss self-normalised by the weights of each batch, Adam(1e-3), batch 64, for about `steps`
+steps whatever the subset size (epochs = round(steps / max(1, k // 64))). Reported: test accuracy (%) as
+mean ± std over the seeds; for the dup pool also how many selected examples are planted copies, and how
+many are redundant (a second or later pick from one group of near-duplicates).
 
-    python experiments/gtp_coreset.py                       # both pools, 3 seeds
-    python experiments/gtp_coreset.py --seeds 0 --pools dup --fractions 0.01
+    python -m experiments.gtp_coreset                       # both pools, 3 seeds
+    python -m experiments.gtp_coreset --seeds 0 --pools dup --fractions 0.01
 
 writes `<out>.md`, `<out>.json` and `<out>.png` (accuracy against the fraction); `--out` defaults to
 experiments/results/gtp_coreset.
@@ -37,19 +38,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.common import (
+    RESULTS,
+    adam,
+    command_line,
+    fit_selector,
+    markdown_table,
+    mean_std,
+    mlp,
+    plot_by_fraction,
+    run_seeds,
+    timed,
+    train_subset,
+    warmup_checkpoints,
+    write_report,
+)
+from jdps.data.catalogue import load
+from jdps.train import evaluate
 
-from experiments.common import command_line, markdown_table, mean_std, plot_by_fraction, write_report  # noqa: E402
-
-METHODS = ("gtp-omp", "gtp-omp-unit", "gtp-cosamp", "gradmatch", "topk", "random")
-OUT = Path(__file__).resolve().parent / "results" / "gtp_coreset"
+# method: (selector of jdps.selectors, its select options, train with weight 1 instead of the selection's)
+SELECTORS = {"gtp-omp": ("gtp", {"solver": "omp"}, False), "gtp-omp-unit": ("gtp", {"solver": "omp"}, True),
+             "gtp-cosamp": ("gtp", {"solver": "cosamp"}, False), "gradmatch": ("gtp", {"solver": "gradmatch"}, False),
+             "topk": ("gtp", {"solver": "topk"}, False), "random": ("random", {}, False)}
+METHODS = tuple(SELECTORS)
+LR = 1e-3                 # Adam's step, warm-up and subset training
+WARMUP_BATCH_SIZE = 128
+OUT = RESULTS / "gtp_coreset"
 
 
 @dataclass(frozen=True)
@@ -68,11 +87,12 @@ class Setup:
     batch_size: int = 64
 
 
+FULL = Setup()
+
+
 def make_pool(setup: Setup, seed: int, dup: bool, train=None):
     """(x [N, 28, 28, 1], y [N], group [N]): the pool, group g >= 0 marking the copies of planted image g
     (the original included), -1 elsewhere."""
-    from jdps.data.catalogue import load
-
     train = load("fashion_mnist", "train") if train is None else train
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.permutation(len(train.x))[: setup.n_pool])
@@ -92,79 +112,48 @@ def duplicates(indices, group) -> tuple[int, int]:
     """(selected examples that are planted copies, redundant picks: sum over groups of max(0, picks - 1))."""
     g = np.asarray(group)[np.asarray(indices, np.int64)]
     g = g[g >= 0]
-    return int(len(g)), int(len(g) - len(np.unique(g)))
-
-
-def select(method: str, state, k: int, seed: int):
-    """(indices [<= k], weights, info) by `method` on the GTP state (features, mean-row target)."""
-    from jdps import gtp
-    if method == "random":
-        idx = np.sort(np.random.default_rng(seed).choice(len(state.features), k, replace=False))
-        return idx, np.ones(k), {}
-    name = {"gtp-omp": "omp", "gtp-omp-unit": "omp", "gtp-cosamp": "cosamp", "gradmatch": "gradmatch",
-            "topk": "topk"}[method]
-    sel = gtp.select(state, budget=k, method=name)
-    weights = np.ones(len(sel.indices)) if method == "gtp-omp-unit" else np.asarray(sel.weights)
-    return np.asarray(sel.indices), weights, sel.info
-
-
-def train_subset(task, params, data, test, idx, w, setup: Setup, seed: int) -> float:
-    """Test accuracy of the MLP trained on rows idx of data with weights w (self-normalised per batch)."""
-    import optax
-
-    from jdps.train import evaluate, train
-
-    weights = np.zeros(len(data["x"]), np.float32)
-    weights[idx] = w
-    epochs = max(1, round(setup.steps / max(1, len(idx) // setup.batch_size)))
-    out = train(task, params, data, key=seed, epochs=epochs, batch_size=setup.batch_size,
-                optimizer=optax.adam(1e-3), indices=np.sort(idx), weights=weights, normalize="weights")
-    return evaluate(task, out.params, test)["accuracy"]
+    return len(g), int(len(g) - len(np.unique(g)))
 
 
 def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train=None, test=None) -> list[dict]:
     """Every method at every fraction on one pool draw; one record each (plus `full`)."""
-    import optax
-
-    from jdps import gtp
-    from jdps.data.catalogue import load
-    from jdps.models.mlp import mlp_task
-    from jdps.train import train as fit_model
-
     x, y, group = make_pool(setup, seed, pool == "dup", train)
     test = load("fashion_mnist", "test") if test is None else test
     test = {"x": np.asarray(test.x), "y": np.asarray(test.y)}
     data = {"x": x, "y": y}
-    task, params = mlp_task(seed, 28 * 28, setup.hidden, 10)
-    t = time.perf_counter()
-    checkpoints, p, opt = [], params, optax.adam(1e-3)
-    for epoch in range(setup.warmup_epochs):
-        p = fit_model(task, p, data, key=seed * 100 + epoch, epochs=1, batch_size=128, optimizer=opt).params
-        checkpoints.append(p)
-    state = gtp.fit(task, checkpoints, data, d=setup.d, key=seed, method="factored")
-    feature_s = time.perf_counter() - t
-    log(f"[{pool} seed {seed}] features {state.features.shape} in {feature_s:.0f}s")
-    _, init = mlp_task(seed + 1000, 28 * 28, setup.hidden, 10)
-    records = []
-    full_acc = train_subset(task, init, data, test, np.arange(len(x)), np.ones(len(x)), setup, seed)
-    records.append({"pool": pool, "seed": seed, "method": "full", "fraction": 1.0, "k": len(x), "count": len(x),
-                    "accuracy": full_acc, "copies": int((group >= 0).sum()), "redundant":
-                    int((group >= 0).sum() - len(np.unique(group[group >= 0]))), "seconds": 0.0})
+    task, params = mlp(setup.hidden, seed)
+    checkpoints, warmup_s = timed(warmup_checkpoints, task, params, data, epochs=setup.warmup_epochs, seed=seed,
+                                  batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
+    fitted = {"gtp": fit_selector("gtp", task, checkpoints, data, key=seed,
+                                  fit_options={"d": setup.d, "grad_form": "factored"}),
+              "random": fit_selector("random", None, None, data, key=seed)}
+    log(f"[{pool} seed {seed}] features {fitted['gtp'].state.features.shape} in "
+        f"{warmup_s + fitted['gtp'].fit_s:.0f}s")
+    _, init = mlp(setup.hidden, seed + 1000)
+
+    def accuracy(indices, weights):
+        params = train_subset(task, init, data, indices, weights, seed=seed, steps=setup.steps,
+                              batch_size=setup.batch_size, optimizer=adam(LR))
+        return evaluate(task, params, test)["accuracy"]
+
+    copies = group[group >= 0]
+    records = [{"pool": pool, "seed": seed, "method": "full", "fraction": 1.0, "k": len(x), "count": len(x),
+                "accuracy": accuracy(np.arange(len(x)), None), "copies": len(copies),
+                "redundant": len(copies) - len(np.unique(copies)), "seconds": 0.0}]
     log(records[-1])
     for fraction in fractions:
         k = int(np.ceil(fraction * len(x)))
         for method in methods:
             if method == "gtp-cosamp" and k > setup.cosamp_max_k:
                 continue
-            t = time.perf_counter()
-            idx, w, info = select(method, state, k, seed)
-            seconds = time.perf_counter() - t
-            copies, redundant = duplicates(idx, group)
-            acc = train_subset(task, init, data, test, idx, w, setup, seed)
+            name, options, unit = SELECTORS[method]
+            sel = fitted[name].select(budget=k, key=seed, **options)
+            n_copies, redundant = duplicates(sel.indices, group)
             records.append({"pool": pool, "seed": seed, "method": method, "fraction": fraction, "k": k,
-                            "count": len(idx), "accuracy": acc, "copies": copies, "redundant": redundant,
-                            "seconds": seconds, "stop_reason": info.get("stop_reason", "-"),
-                            "relative_residual": info.get("relative_residual")})
+                            "count": len(sel), "accuracy": accuracy(sel.indices, None if unit else sel.weights),
+                            "copies": n_copies, "redundant": redundant, "seconds": sel.info["select_s"],
+                            "stop_reason": sel.info.get("stop_reason", "-"),
+                            "relative_residual": sel.info.get("relative_residual")})
             log(records[-1])
     return records
 
@@ -174,8 +163,8 @@ def table(records, setup: Setup, command: str) -> str:
     seeds = sorted({r["seed"] for r in records})
     lines = ["# GTP experiment 2: in-domain coresets of Fashion-MNIST", "", f"Command: `{command}`  ",
              f"Seeds: {seeds} ({len(seeds)}); setup: {asdict(setup)}.", "",
-             "Test accuracy (%) of the MLP trained on each (weighted) subset, mean ± std over seeds "
-             "(pursuit times per record in the .json).", ""]
+             ("Test accuracy (%) of the MLP trained on each (weighted) subset, mean ± std over seeds "
+             "(pursuit times per record in the .json)."), ""]
     for pool in ("clean", "dup"):
         rs = [r for r in records if r["pool"] == pool]
         if not rs:
@@ -204,8 +193,8 @@ def table(records, setup: Setup, command: str) -> str:
         lines += ["Atoms supported / budget and stop reason (first seed): " + "; ".join(
             f"{m} {100 * f:g}%: {v[0]}" for (m, f), v in stops.items()) + ".", ""]
         if pool == "dup":
-            lines += ["Planted copies among the selected (mean over seeds): copies / redundant (a second or "
-                      "later pick from the same group of near-duplicates).", ""]
+            lines += [("Planted copies among the selected (mean over seeds): copies / redundant (a second or "
+                      "later pick from the same group of near-duplicates)."), ""]
             rows = []
             for m in methods:
                 row = [m]
@@ -235,21 +224,21 @@ def main(argv=None) -> int:
     parser.add_argument("--pools", nargs="+", default=["clean", "dup"], choices=["clean", "dup"])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--n-pool", type=int, default=Setup.n_pool)
-    parser.add_argument("--cosamp-max-k", type=int, default=Setup.cosamp_max_k,
+    parser.add_argument("--n-pool", type=int, default=FULL.n_pool)
+    parser.add_argument("--cosamp-max-k", type=int, default=FULL.cosamp_max_k,
                         help="run CoSaMP only for budgets up to this")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-    setup = replace(Setup(), n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
-    records = []
-    for seed in args.seeds:
-        for pool in args.pools:
-            records += run(pool, seed, args.fractions, args.methods, setup, log=print)
-            report = table(records, setup, command_line("experiments/gtp_coreset.py", argv))
-            write_report(args.out, report, {"setup": asdict(setup), "records": records})
-            figure(records, args.out.parent / f"{args.out.name}.png")
-    print(report)
+    setup = replace(FULL, n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
+    command = command_line("experiments.gtp_coreset", argv)
+
+    def save(records):
+        write_report(args.out, table(records, setup, command), {"setup": asdict(setup), "records": records})
+        figure(records, args.out.parent / f"{args.out.name}.png")
+
+    records = run_seeds(args.seeds, lambda seed: [r for pool in args.pools
+                                                  for r in run(pool, seed, args.fractions, args.methods, setup)], save)
+    print(table(records, setup, command))
     return 0
 
 

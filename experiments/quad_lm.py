@@ -27,19 +27,23 @@ validation documents of every domain; the "reference-mix" loss is the mean over 
 validation windows (equal counts, the reference set's mix).
 
 Proxy (seed s): the transformer LM (d_model 32, 2 layers, 2 heads, max_len 64) warmed up on the whole pool
-for `warmup_epochs` (3) epochs of Adam(1e-3), batch 32; the parameters after each epoch are the checkpoints
-(TracIn, GTP), the last ones the parameters of influence, Quad and the perplexity filter.
+for `warmup_epochs` (3) epochs of Adam(1e-3), batch 32 (`experiments.common.warmup_checkpoints`); the
+parameters after each epoch are the checkpoints (TracIn, GTP), the last ones the parameters of influence,
+Quad and the perplexity filter.
 
-Selectors (k = ceil(f N) for f in 10%, 25%; weight 1 unless said):
+Selectors (k = ceil(f N) for f in 10%, 25%; weight 1 unless said), each but the perplexity filter run
+through `jdps.selectors` (`experiments.common.fit_selector`), with the jax keys k_fit = fold_in(key(s), 0)
+and k_select = fold_in(key(s), 1):
 
-    random      k windows uniformly (seed s)
+    random      k windows uniformly (the selector `random`, key s)
     perplexity  the k windows of lowest per-window loss (nats per byte) under the proxy
     tracin      top-k of sum_t eta_t grad l(z; theta_t) . grad L(Q; theta_t) over the 3 checkpoints
                 (`jdps.influence.tracin`, eta_t = 1e-3)
     influence   top-k of the EK-FAC influence cosine g_z . v / (|g_z| |v|), v = (C + 1e-3 I)^{-1} grad L(Q), C
-                the EK-FAC curvature of the reference set (`jdps.influence.query_scores(normalize=True)`):
-                Quad's own score on every window (fraction scored 1)
-    quad        `jdps.quad` (curvature and v as for influence, the same EK-FAC key) on the MiniLM embeddings
+                the EK-FAC curvature of the reference set (the selector `influence`, curvature_on
+                'reference', normalize): Quad's own score on every window (fraction scored 1)
+    quad        `jdps.quad` (curvature and v as for influence, the same EK-FAC key split(k_fit)[1]; k-means
+                from split(k_fit)[0]; the bandit from k_select) on the MiniLM embeddings
                 (`jdps.models.minilm`) of the windows decoded as text, the scaled defaults of jdps.quad
                 (K = round(sqrt N) = 57 clusters, 1 cluster a round, 10 samples a pull, blocks of
                 ceil(N / 4K), alpha 1e-4, tau 0.002, radius 0.2, block acceptance)
@@ -56,13 +60,14 @@ least one selected window. The fraction scored is the share of pool windows whos
 computed (Quad: `info['fraction_scored']`; random: 0; every other selector scores every window, TracIn
 and GTP once per checkpoint).
 
-Training: a fresh LM (seed s + 1000) trains for `steps` (600) Adam(1e-3) steps of batch 32 on each subset
-(the same 19,200 windows for every method, so a 10% subset is seen about 6 times as often as the full
-pool; GTP's windows by their weights, self-normalised per batch), then its mean next-token loss (nats
-per byte) on each domain's validation windows is reported, mean ± std over seeds.
+Training (`experiments.common.train_subset`, repeat=True): a fresh LM (seed s + 1000) trains for `steps`
+(600) Adam(1e-3) steps of batch 32 on each subset (the same 19,200 windows for every method, so a 10%
+subset is seen about 6 times as often as the full pool; GTP's windows by their weights, self-normalised
+per batch), then its mean next-token loss (nats per byte) on each domain's validation windows is
+reported, mean ± std over seeds.
 
-    python experiments/quad_lm.py                    # 3 seeds
-    python experiments/quad_lm.py --seeds 0 --demo   # a small, quick run
+    python -m experiments.quad_lm                    # 3 seeds
+    python -m experiments.quad_lm --seeds 0 --demo   # a small, quick run
 
 writes `<out>.md`, `<out>.json` and `<out>.png` (reference-mix loss per method at 10% and 25%); `--out`
 defaults to experiments/results/quad_lm.
@@ -72,24 +77,44 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import jax
 import numpy as np
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments.common import command_line, markdown_table, mean_std, write_report
+from experiments.common import (
+    RESULTS,
+    adam,
+    command_line,
+    corpus,
+    fit_selector,
+    lm_task,
+    markdown_table,
+    mean_std,
+    pyplot,
+    run_seeds,
+    save_figure,
+    timed,
+    train_subset,
+    warmup_checkpoints,
+    write_report,
+)
+from jdps.data.catalogue import load
+from jdps.data.text import OFFSET, decode, windows
+from jdps.errors import InputError
+from jdps.losses import PAD_ID
+from jdps.models.minilm import MiniLM
+from jdps.selection import readout
+from jdps.train import per_example_losses
 
 METHODS = ("random", "perplexity", "tracin", "influence", "quad", "quad-explore", "gtp")
 EXPLORE_ALPHA = 0.01   # quad-explore's UCB constant: about the spread of the cosine rewards here
 KINDS = ("clean", "header", "duplicate", "shuffled")
-OUT = Path(__file__).resolve().parent / "results" / "quad_lm"
+WARMUP_BATCH_SIZE = 32
+OUT = RESULTS / "quad_lm"
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,7 @@ class Setup:
     lr: float = 1e-3
 
 
+FULL = Setup()
 DEMO = Setup(pool_per_domain=60, ref_per_domain=16, val_per_domain=40, n_header=20, dup_sources=5,
              dup_copies=4, n_shuffled=20, warmup_epochs=2, gtp_d=64, steps=40, batch_size=16)
 
@@ -127,9 +153,6 @@ def shuffle_words(tokens, length: int, rng: np.random.Generator) -> np.ndarray:
     """A window's words in a random order: int32 [length], the bytes of the window's text (PAD, BOS, EOS
     dropped) split on whitespace, permuted by `rng`, joined by single spaces, re-encoded (byte + OFFSET)
     and cut or PAD-padded to `length`."""
-    from jdps.data.text import OFFSET, decode
-    from jdps.losses import PAD_ID
-
     words = decode(tokens).split()
     text = " ".join(words[i] for i in rng.permutation(len(words)))
     body = np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)[:length] + OFFSET
@@ -159,14 +182,6 @@ def split_documents(n_docs: int, target: bool, rng: np.random.Generator) -> tupl
     return order[:n_val], order[n_val:n_val + n_ref], order[n_val + n_ref:]
 
 
-def repeat_to(indices, total: int, rng: np.random.Generator) -> np.ndarray:
-    """`total` rows drawn from `indices` as evenly as possible: whole random permutations of them,
-    concatenated and cut to `total` (each row appears floor or ceil of total / k times)."""
-    idx = np.asarray(indices)
-    reps = math.ceil(total / len(idx))
-    return np.concatenate([rng.permutation(idx) for _ in range(reps)])[:total]
-
-
 def coverage(labels, indices) -> int:
     """The number of clusters (labels [N]) with at least one of the rows `indices`."""
     return len(np.unique(np.asarray(labels)[np.asarray(indices, np.int64)]))
@@ -175,8 +190,6 @@ def coverage(labels, indices) -> int:
 # --- data ----------------------------------------------------------------------------------------------
 
 def _sample(x: np.ndarray, k: int, rng: np.random.Generator, what: str) -> np.ndarray:
-    from jdps.errors import InputError
-
     if len(x) < k:
         raise InputError(f"only {len(x)} {what} windows, {k} asked; ask for fewer")
     return np.sort(rng.choice(len(x), k, replace=False))
@@ -185,10 +198,6 @@ def _sample(x: np.ndarray, k: int, rng: np.random.Generator, what: str) -> np.nd
 def make_data(setup: Setup, seed: int) -> dict:
     """One seed's windows: pool x [N, L] with `domain` [N] (index into setup.domains) and `kind` [N] (index
     into KINDS), the reference set x [R, L], and the validation windows of every domain {name: x [V, L]}."""
-    from experiments.bads_text import corpus
-    from jdps.data.catalogue import load
-    from jdps.data.text import windows
-
     rng = np.random.default_rng(seed)
     docs = corpus(setup.domains)
     by_domain = {d: [doc for doc in docs if doc.domain == d] for d in setup.domains}
@@ -228,42 +237,11 @@ def make_data(setup: Setup, seed: int) -> dict:
                                                          dup, np.full(setup.n_shuffled, -1)])}
 
 
-# --- models --------------------------------------------------------------------------------------------
-
-@functools.cache
-def adam(lr: float):
-    """One optax.adam per learning rate, so `jdps.train.train` compiles its epoch once."""
-    import optax
-
-    return optax.adam(lr)
-
-
-def lm(setup: Setup, seed: int):
-    from jdps.data.text import VOCAB_SIZE
-    from jdps.models.transformer import transformer_lm_task
-
-    return transformer_lm_task(seed, VOCAB_SIZE, d_model=setup.d_model, n_heads=setup.n_heads,
-                               n_layers=setup.n_layers, max_len=setup.length)
-
-
-def train_subset(task, init, pool_x, idx, w, setup: Setup, seed: int):
-    """Parameters after `setup.steps` Adam steps of batch `setup.batch_size` on the rows idx of pool_x
-    (each row floor or ceil of steps * batch / k times), weights w (self-normalised per batch)."""
-    from jdps.train import train
-
-    n = len(pool_x)
-    weights = np.zeros(n, np.float32)
-    weights[np.asarray(idx)] = w
-    rows = repeat_to(idx, setup.steps * setup.batch_size, np.random.default_rng(seed))
-    return train(task, init, {"x": pool_x}, key=seed, epochs=1, batch_size=setup.batch_size,
-                 optimizer=adam(setup.lr), indices=rows, weights=weights, normalize="weights").params
-
+# --- models and selection ------------------------------------------------------------------------------
 
 def validation_losses(task, params, validation: dict, target) -> dict:
     """{domain: mean next-token loss} over every domain's validation windows, and 'reference mix': the
     mean over the target domains' windows (equal counts)."""
-    from jdps.train import per_example_losses
-
     losses = {d: per_example_losses(task, params, {"x": x}) for d, x in validation.items()}
     out = {d: float(v.mean()) for d, v in losses.items()}
     out["reference mix"] = float(np.concatenate([losses[d] for d in target]).mean())
@@ -273,58 +251,43 @@ def validation_losses(task, params, validation: dict, target) -> dict:
 # --- one seed ------------------------------------------------------------------------------------------
 
 def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=print) -> tuple[dict, dict]:
-    """Every selector at every fraction -> ({(method, fraction): (indices, weights, info)}, timings)."""
-    import jax
-
-    from jdps import gtp, influence, quad
-    from jdps.influence import ihvp as ih
-    from jdps.data.text import decode
-    from jdps.models.minilm import MiniLM
-    from jdps.train import per_example_losses, train
-
+    """Every selector at every fraction -> ({(method, fraction): (indices, weights, info)}, facts of the seed:
+    the times of the fits, the clusters, the mean influence cosines by kind)."""
     pool, ref = {"x": data["x"]}, {"x": data["reference"]}
     n = len(pool["x"])
-    task, params = lm(setup, seed)
-    times, t = {}, time.perf_counter()
-    checkpoints, p = [], params
-    for epoch in range(setup.warmup_epochs):
-        p = train(task, p, pool, key=seed * 100 + epoch, epochs=1, batch_size=32,
-                  optimizer=adam(setup.lr)).params
-        checkpoints.append(p)
+    task, params = lm_task(setup, seed)
+    times = {}
+    checkpoints, times["warmup"] = timed(warmup_checkpoints, task, params, pool, epochs=setup.warmup_epochs,
+                                         seed=seed, batch_size=WARMUP_BATCH_SIZE, optimizer=adam(setup.lr))
     proxy = checkpoints[-1]
-    times["warmup"] = time.perf_counter() - t
     log(f"[seed {seed}] proxy warm-up {times['warmup']:.0f}s")
 
-    t = time.perf_counter()
-    embeddings = MiniLM.load().encode([decode(row) for row in pool["x"]])
-    times["minilm"] = time.perf_counter() - t
+    embeddings, times["minilm"] = timed(lambda: MiniLM.load().encode([decode(row) for row in pool["x"]]))
     key = jax.random.key(seed)
-    k_fit, k_select, k_fisher = (jax.random.fold_in(key, i) for i in range(3))
-    t = time.perf_counter()
-    state = quad.fit(task, proxy, pool, ref, key=k_fit, embeddings=embeddings, ihvp=ih.ekfac(1e-3, key=k_fisher))
-    times["quad_fit"] = time.perf_counter() - t
+    k_fit, k_select = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    k_fisher = jax.random.split(k_fit)[1]  # the EK-FAC key quad's fit draws from k_fit: influence shares it
+    fitted = {"quad": fit_selector("quad", task, proxy, pool, ref, key=k_fit, embeddings=embeddings)}
+    times["quad_fit"] = fitted["quad"].fit_s
+    clusters = fitted["quad"].state.clusters
     log(f"[seed {seed}] MiniLM {times['minilm']:.0f}s, quad.fit {times['quad_fit']:.0f}s, "
-        f"K = {len(state.clusters.centroids)}")
-
-    scores = {}
+        f"K = {len(clusters.centroids)}")
     if "influence" in methods:
-        t = time.perf_counter()
-        fitted = influence.fit(task, proxy, ref, ihvp=ih.ekfac(1e-3, key=k_fisher))
-        scores["influence"] = influence.query_scores(fitted, ref, pool, normalize=True)
-        times["influence"] = time.perf_counter() - t
+        fitted["influence"] = fit_selector("influence", task, proxy, pool, ref, key=k_fisher,
+                                           fit_options={"curvature_on": "reference", "normalize": True})
+        times["influence"] = fitted["influence"].fit_s
     if "tracin" in methods:
-        t = time.perf_counter()
-        scores["tracin"] = influence.tracin(task, checkpoints, [setup.lr] * len(checkpoints), ref, pool)
-        times["tracin"] = time.perf_counter() - t
-    if "perplexity" in methods:
-        scores["perplexity"] = -per_example_losses(task, proxy, pool)
+        fitted["tracin"] = fit_selector("tracin", task, checkpoints, pool, ref, key=None,
+                                        fit_options={"learning_rates": (setup.lr,) * len(checkpoints)})
+        times["tracin"] = fitted["tracin"].fit_s
     if "gtp" in methods:
-        t = time.perf_counter()
-        gtp_state = gtp.fit(task, checkpoints, pool, d=setup.gtp_d, key=seed, target_data=ref, method="factored")
-        times["gtp_fit"] = time.perf_counter() - t
+        fitted["gtp"] = fit_selector("gtp", task, checkpoints, pool, ref, key=seed,
+                                     fit_options={"d": setup.gtp_d, "grad_form": "factored"})
+        times["gtp_fit"] = fitted["gtp"].fit_s
+    fitted["random"] = fit_selector("random", None, None, pool, key=seed)
+    perplexity = -per_example_losses(task, proxy, pool) if "perplexity" in methods else None
     summary = {}
     if "influence" in methods:
-        s, kind, dom = scores["influence"], data["kind"], data["domain"]
+        s, kind, dom = fitted["influence"].state.scores, data["kind"], data["domain"]
         summary = {"kinds": {kd: float(s[kind == i].mean()) for i, kd in enumerate(KINDS)},
                    "clean domains": {d: float(s[(kind == 0) & (dom == g)].mean()) for g, d in enumerate(setup.domains)}}
     log(f"[seed {seed}] scores: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
@@ -333,46 +296,38 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
     for f in fractions:
         k = math.ceil(f * n)
         for m in methods:
-            t = time.perf_counter()
-            if m == "random":
-                idx = np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-                w, info = np.ones(k), {"fraction_scored": 0.0}
-            elif m in scores:
-                idx = np.argsort(-scores[m], kind="stable")[:k]
-                w, info = np.ones(k), {"fraction_scored": 1.0}
+            if m == "perplexity":
+                sel, seconds = timed(readout, perplexity, budget=k)
+                info = {"fraction_scored": 1.0, "select_s": seconds}
             elif m in ("quad", "quad-explore"):
-                sel = quad.select(state, key=k_select, fraction=f, alpha=EXPLORE_ALPHA if m == "quad-explore" else None)
-                idx, w = np.asarray(sel.indices), np.asarray(sel.weights)
-                info = {key_: sel.info[key_] for key_ in ("fraction_scored", "clusters_pulled", "rounds",
-                                                          "stop_reason")}
-                info["settings"] = {key_: v for key_, v in sel.info["settings"].items()}
+                sel = fitted["quad"].select(key=k_select, fraction=f, alpha=EXPLORE_ALPHA if m == "quad-explore" else None)
+                info = {key_: sel.info[key_] for key_ in ("fraction_scored", "clusters_pulled", "rounds", "stop_reason",
+                                                          "settings", "select_s")}
             else:
-                sel = gtp.select(gtp_state, budget=k, method="omp")
-                idx, w = np.asarray(sel.indices), np.asarray(sel.weights)
-                info = {"fraction_scored": 1.0, "stop_reason": sel.info["stop_reason"],
-                        "relative_residual": float(sel.info["relative_residual"])}
-            info["select_s"] = time.perf_counter() - t
-            info["clusters_covered"] = coverage(state.clusters.labels, idx)
-            out[(m, f)] = (idx, w, info)
-    return out, {"times": times, "n_clusters": len(state.clusters.centroids), "labels": state.clusters.labels,
+                sel = fitted[m].select(budget=k, key=seed, **({"solver": "omp"} if m == "gtp" else {}))
+                info = {"fraction_scored": 0.0 if m == "random" else 1.0, "select_s": sel.info["select_s"]}
+                if m == "gtp":
+                    info.update(stop_reason=sel.info["stop_reason"],
+                                relative_residual=float(sel.info["relative_residual"]))
+            out[(m, f)] = (sel.indices, sel.weights, info)
+    return out, {"times": times, "n_clusters": len(clusters.centroids), "labels": clusters.labels,
                  "influence_cosine_means": summary}
 
 
 def run(seed: int, fractions, methods, setup: Setup, log=print) -> list[dict]:
     """One record per method and fraction (and `full`) for one seed."""
-    t0 = time.perf_counter()
     data = make_data(setup, seed)
     n = len(data["x"])
     log(f"[seed {seed}] pool {n} windows (kinds {np.bincount(data['kind'], minlength=4).tolist()}), "
         f"reference {len(data['reference'])}, validation {sum(len(v) for v in data['validation'].values())}")
     selections, meta = select_all(data, setup, seed, fractions, methods, log)
-    task, init = lm(setup, seed + 1000)
+    task, init = lm_task(setup, seed + 1000)
     jobs = [("full", 1.0, np.arange(n), np.ones(n), {"fraction_scored": 0.0})]
     jobs += [(m, f, *selections[(m, f)]) for f in fractions for m in methods]
     records = []
     for m, f, idx, w, info in jobs:
-        t = time.perf_counter()
-        params = train_subset(task, init, data["x"], idx, w, setup, seed)
+        params, train_s = timed(train_subset, task, init, {"x": data["x"]}, idx, w, seed=seed, steps=setup.steps,
+                                batch_size=setup.batch_size, optimizer=adam(setup.lr), repeat=True)
         losses = validation_losses(task, params, data["validation"], setup.target)
         kinds = np.bincount(data["kind"][idx], minlength=len(KINDS))
         doms = np.bincount(data["domain"][idx], minlength=len(setup.domains))
@@ -382,7 +337,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print) -> list[dict]:
                "kinds": dict(zip(KINDS, kinds.tolist())), "domains": dict(zip(setup.domains, doms.tolist())),
                "target_share": float(np.isin(data["domain"][idx], [setup.domains.index(d) for d in setup.target])
                                      [data["kind"][idx] == 0].sum() / len(idx)),
-               "info": {k: v for k, v in info.items() if k != "clusters_covered"}, "train_s": time.perf_counter() - t}
+               "info": info, "train_s": train_s}
         records.append(rec)
         log(f"[seed {seed}] {m:10s} {100 * f:5.1f}%  count {len(idx):5d}  ref-mix {losses['reference mix']:.3f}  "
             f"scored {info['fraction_scored']:.3f}  clusters {rec['clusters_covered']}/{meta['n_clusters']}  "
@@ -390,7 +345,6 @@ def run(seed: int, fractions, methods, setup: Setup, log=print) -> list[dict]:
     for r in records:
         r["times"] = meta["times"]
     records[0]["influence_cosine_means"] = meta["influence_cosine_means"]
-    log(f"[seed {seed}] done in {time.perf_counter() - t0:.0f}s")
     return records
 
 
@@ -445,14 +399,9 @@ def table(records, setup: Setup, command: str) -> str:
 
 def figure(records, path: Path) -> None:
     """Bars: the reference-mix loss per method at each fraction (mean ± std), the full pool as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fractions = sorted({r["fraction"] for r in records if r["method"] != "full"})
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = pyplot().subplots(figsize=(7.5, 3.6))
     width = 0.8 / len(fractions)
     for j, f in enumerate(fractions):
         v = [np.array([r["loss"]["reference mix"] for r in records if r["method"] == m and r["fraction"] == f])
@@ -468,9 +417,7 @@ def figure(records, path: Path) -> None:
     ax.set_xticks(np.arange(len(methods)), methods)
     ax.set_ylabel("reference-mix validation loss\n(nats per byte)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -481,15 +428,15 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="a small pool and budget (a quick check)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
     args = parser.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-    setup = DEMO if args.demo else Setup()
-    records, report = [], ""
-    for seed in args.seeds:
-        records += run(seed, args.fractions, args.methods, setup)
-        report = table(records, setup, command_line("experiments/quad_lm.py", argv))
-        write_report(args.out, report, {"setup": asdict(setup), "records": records})
+    setup = DEMO if args.demo else FULL
+    command = command_line("experiments.quad_lm", argv)
+
+    def save(records):
+        write_report(args.out, table(records, setup, command), {"setup": asdict(setup), "records": records})
         figure(records, args.out.parent / f"{args.out.name}.png")
-    print(report)
+
+    records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup), save)
+    print(table(records, setup, command) if records else "")
     return 0
 
 
