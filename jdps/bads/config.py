@@ -19,6 +19,7 @@ _CHOICES = {
     "offbatch": ("lazy", "exact"),
     "theta_loss": ("weighted", "self_normalised"),
     "log_z": ("dropped", "contrastive"),
+    "theta_kernel": ("sgld", "psgld"),
 }
 
 
@@ -80,6 +81,10 @@ class BADSConfig:
     theta_thin: int | None = None
     net_width: int = 100
     net_lr: float = 0.1
+    meta_strength: float | None = None
+    theta_kernel: str = "sgld"
+    precond_decay: float = 0.99
+    precond_eps: float = 1e-5
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():

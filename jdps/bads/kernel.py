@@ -63,7 +63,8 @@ class BADSState(NamedTuple):
     weight's last update (lazy per-example weights only, else None). weight_mean: float32 [N] running
     posterior mean of w_i; weight_count: int32 [N] samples in it. shadow: theta' of the contrastive
     chain (else None). theta_ring: params stacked [K, ...], a ring of snapshots (else None); num_theta: int32 []
-    snapshots taken.
+    snapshots taken. precond: theta_kernel="psgld"'s running mean of squared gradients V, (theta's,
+    the shadow chain's or None), else None.
     """
 
     params: Any
@@ -75,6 +76,7 @@ class BADSState(NamedTuple):
     shadow: Any
     theta_ring: Any
     num_theta: jax.Array
+    precond: Any = None
 
 
 class BADSInfo(NamedTuple):
@@ -129,7 +131,15 @@ def init(key, params, n_train: int, config: BADSConfig = BADSConfig(),
         last_visit=jnp.zeros((n,), jnp.int32) if lazy else None,
         weight_mean=jnp.zeros((n,), jnp.float32), weight_count=jnp.zeros((n,), jnp.int32),
         shadow=jax.tree.map(jnp.array, params) if cfg.log_z == "contrastive" else None,
-        theta_ring=ring, num_theta=jnp.zeros((), jnp.int32))
+        theta_ring=ring, num_theta=jnp.zeros((), jnp.int32),
+        precond=_precond_init(params, cfg))
+
+
+def _precond_init(params, cfg: BADSConfig):
+    if cfg.theta_kernel != "psgld":
+        return None
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return (zeros, zeros if cfg.log_z == "contrastive" else None)
 
 
 def _rows(batch, n: int | None, name: str):
@@ -202,10 +212,26 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
     integrator = sgmcmc.overdamped_langevin()
     temp, per_example = cfg.temperature, cfg.weight_param != "network"
     prior = (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
+    # the meta set's mean loss enters U / N with weight M / N (its likelihood), or meta_strength * rho
+    meta_coef = m_total / n if cfg.meta_strength is None else cfg.meta_strength * cfg.rho
 
     def langevin(key, position, grad_u_over_n, lr):
-        # SGLD on U with step lr / N, given grad(U / N): z + (lr / N) (-N grad) + sqrt(2 T lr / N) n.
-        return integrator(key, position, jax.tree.map(lambda g: -n * g, grad_u_over_n), lr / n, temp)
+        # SGLD on U with step lr / N, given grad(U / N): z + (lr / N) (-N grad) + sqrt(2 T lr / N) n;
+        # lr may be a pytree of arrays like position (a diagonal preconditioner)
+        steps = jax.tree.map(lambda s: s / n, lr)
+        return integrator(key, position, jax.tree.map(lambda g: -n * g, grad_u_over_n), steps, temp)
+
+    def theta_move(key, position, grad_u_over_n, v, t):
+        """theta's step: SGLD with step lr / N, or pSGLD (Li et al. 2016, its correction term dropped as
+        there): V <- a V + (1 - a) g^2, step lr / (N (eps + sqrt(V / (1 - a^t)))) per coordinate (RMSprop's
+        preconditioner, bias-corrected as Adam's), g = grad(U / N)."""
+        if cfg.theta_kernel == "sgld":
+            return langevin(key, position, grad_u_over_n, cfg.lr), v
+        a = cfg.precond_decay
+        v = jax.tree.map(lambda v, g: a * v + (1 - a) * jnp.square(g), v, grad_u_over_n)
+        debias = 1.0 - a ** t.astype(jnp.float32)
+        steps = jax.tree.map(lambda v: cfg.lr / (cfg.precond_eps + jnp.sqrt(v / debias)), v)
+        return langevin(key, position, grad_u_over_n, steps), v
 
     def kernel(rng_key, state: BADSState, batch, meta_batch):
         index, mask = _rows(batch, n, "batch")
@@ -233,14 +259,15 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         def theta_energy(params):  # ... plus sum_j l^m_j / N
             value, losses = train_energy(params)
             meta = _per_example(meta_loss_fn, params, meta_batch, meta_mask.shape[0], "meta")
-            return value + (m_total / n) * (mm * meta).sum() / nbm, (losses, meta)
+            return value + meta_coef * (mm * meta).sum() / nbm, (losses, meta)
 
         (_, (losses, meta)), grad = jax.value_and_grad(theta_energy, has_aux=True)(state.params)
-        params = langevin(k_theta, state.params, grad, cfg.lr)
+        v_theta, v_shadow = state.precond if state.precond is not None else (None, None)
+        params, v_theta = theta_move(k_theta, state.params, grad, v_theta, t)
         data, shadow = losses, state.shadow
         if cfg.log_z == "contrastive":
             (_, shadow_losses), shadow_grad = jax.value_and_grad(train_energy, has_aux=True)(state.shadow)
-            shadow = langevin(k_shadow, state.shadow, shadow_grad, cfg.lr)
+            shadow, v_shadow = theta_move(k_shadow, state.shadow, shadow_grad, v_shadow, t)
             data = losses - shadow_losses
         data = jax.lax.stop_gradient(data)
 
@@ -288,7 +315,8 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0)))
         for leaf in jax.tree.leaves(params):
             finite &= jnp.all(jnp.isfinite(leaf))
-        new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta)
+        precond = None if state.precond is None else (v_theta, v_shadow)
+        new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta, precond)
         info = BADSInfo((m * losses).sum() / nb, (mm * meta).sum() / nbm, (m * w_b).sum() / nb, finite)
         return new, info
 
@@ -349,4 +377,5 @@ def state_shardings(state: BADSState, mesh, data_axis: str = "data") -> BADSStat
     return BADSState(
         params=like(state.params, rep), chain=like(state.chain, rows if per_example else rep),
         step=rep, last_visit=like(state.last_visit, rows), weight_mean=rows, weight_count=rows,
-        shadow=like(state.shadow, rep), theta_ring=like(state.theta_ring, rep), num_theta=rep)
+        shadow=like(state.shadow, rep), theta_ring=like(state.theta_ring, rep), num_theta=rep,
+        precond=like(state.precond, rep))
