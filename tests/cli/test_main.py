@@ -68,7 +68,7 @@ def test_train_bad_input_is_a_clear_error(digits_npz, capsys, name, message):
 def test_building_the_parser_and_help_import_no_jax():
     code = ("import sys; from jdps.cli.main import build_parser; build_parser().format_help(); "
             "assert 'jax' not in sys.modules, 'jax imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 @pytest.fixture(scope="module")

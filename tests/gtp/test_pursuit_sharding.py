@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jdps.gtp import pursuit as pu
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N, D, K = 1000, 16, 8
 COPIES = [5, 300, 777]  # identical rows on shards 0, 2 and 6 (128 rows a shard)
 

@@ -109,6 +109,6 @@ def test_importing_jdps_data_modules_imports_no_optional_package():
     code = ("import sys, jdps.data.tfds_source, jdps.data.catalogue, jdps.data.user_arrays; "
             "print(sorted(m for m in ('tensorflow_datasets', 'tensorflow', 'sklearn', 'mnist1d', 'mlxtend') "
             "if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "[]"

@@ -1,6 +1,6 @@
 """The JAX all-MiniLM-L6-v2 encoder against sentence-transformers' own embeddings.
 
-tests/data/minilm_reference.npz was made once by sentence-transformers 6.2.0 (transformers 5.23.0,
+tests/fixtures/minilm_reference.npz was made once by sentence-transformers 6.2.0 (transformers 5.23.0,
 tokenizers 0.23.3, torch 2.13.0+cpu) in a throw-away Python 3.11 venv:
 
     python3.11 -m venv /tmp/st311
@@ -28,7 +28,7 @@ from jdps.errors import InputError, MissingDatasetError
 from jdps.models import minilm
 from jdps.models.minilm import MiniLM
 
-REFERENCE = np.load(Path(__file__).parent / "data" / "minilm_reference.npz")
+REFERENCE = np.load(Path(__file__).parents[1] / "fixtures" / "minilm_reference.npz")
 SENTENCES = [str(s) for s in REFERENCE["sentences"]]
 
 
