@@ -6,6 +6,6 @@ sparse non-negative pursuit that selects a subset whose weighted trajectory matc
     selector    fit (features) and select (pursuit) -> a Selection
 """
 
-from jdps.gtp.selector import GTP, GTPState, as_top_level_api, fit, select
+from jdps.gtp.selector import GTPOptions, GTPSelector, GTPState, fit, select
 
-__all__ = ["GTP", "GTPState", "as_top_level_api", "fit", "select"]
+__all__ = ["GTPOptions", "GTPSelector", "GTPState", "fit", "select"]

@@ -1,11 +1,11 @@
 """GTP (gradient trajectory pursuit) as a selector: `fit` the trajectory features, then `select` by pursuit.
 
-In the contract: `jdps.selectors.make("gtp", task, checkpoints, d=256).fit(pool, target, key=0)`. Directly:
+    sel = jdps.selectors.make("gtp", task, checkpoints, d=256)      # the contract (GTPSelector below)
+    state = sel.fit(pool, None, key=0)                              # in-domain: b = mean row of A
+    state = sel.fit(pool, target, key=0)                            # target-domain: b = mean target row
+    selection = sel.select(state, fraction=0.01, solver="omp")     # a jdps.selection.Selection
 
-    gtp = as_top_level_api(task, checkpoints, d=256, key=0)        # binds the model side
-    state = gtp.fit(pool)                                            # in-domain: b = mean row of A
-    state = gtp.fit(pool, target_data=target)                        # target-domain: b = mean target row
-    selection = gtp.select(state, fraction=0.01, method="omp")      # a jdps.selection.Selection
+or the functions `fit(task, checkpoints, pool, d=, key=, target_data=)` and `select(state, ..., method=)`.
 
 `fit` is the expensive, cacheable part (A [N, Td], b [Td], `jdps.gtp.trajectory`); `select` solves
 min_{w >= 0, |w|_0 <= k} |A_S^T w - b|^2 (`jdps.gtp.pursuit`: 'omp', 'cosamp', 'gradmatch') or takes the top-k
@@ -16,7 +16,6 @@ the pursuit supports and why it stopped: a budget it cannot fill is reported, ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,11 +36,6 @@ class GTPState(NamedTuple):
     features: np.ndarray
     target: np.ndarray
     index: np.ndarray
-
-
-class GTP(NamedTuple):
-    fit: Callable
-    select: Callable
 
 
 def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, **options) -> GTPState:
@@ -72,13 +66,6 @@ def select(state: GTPState, *, budget: int | None = None, fraction: float | None
             "stop_reason": result.stop_reason, "residual_norm": result.residual_norm,
             "relative_residual": result.residual_norm / b_norm, "iterations": result.iterations}
     return Selection(np.asarray(state.index)[result.indices], result.weights, None, info)
-
-
-def as_top_level_api(task, checkpoints, *, d: int, key, **trajectory_options) -> GTP:
-    """Bind the model side: `fit(data, target_data=None, out=None)` and `select(state, budget=|fraction=, ...)`."""
-    def fit_fn(data, target_data=None, out=None) -> GTPState:
-        return fit(task, checkpoints, data, d=d, key=key, target_data=target_data, out=out, **trajectory_options)
-    return GTP(fit_fn, select)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@
     selector    fit (curvature, reference vector, clusters) and select (the bandit's rounds)
 """
 
-from jdps.quad.selector import (ACCEPTANCE, PAPER, SCORES, Quad, QuadState, as_top_level_api,
-                                default_clusters, fit, scaled_defaults, select)
+from jdps.quad.selector import (ACCEPTANCE, PAPER, SCORES, QuadOptions, QuadSelector, QuadState, default_clusters,
+                                fit, scaled_defaults, select)
 
-__all__ = ["ACCEPTANCE", "PAPER", "SCORES", "Quad", "QuadState", "as_top_level_api", "default_clusters",
-           "fit", "scaled_defaults", "select"]
+__all__ = ["ACCEPTANCE", "PAPER", "SCORES", "QuadOptions", "QuadSelector", "QuadState", "default_clusters", "fit",
+           "scaled_defaults", "select"]

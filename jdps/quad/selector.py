@@ -1,10 +1,10 @@
 """Quad: influence (quality) and clusters chosen by a bandit (diversity) as a selector.
 
-In the contract: `jdps.selectors.make("quad", task, params).fit(pool, reference, key=0)`. Directly:
+    sel = jdps.selectors.make("quad", task, params)                # the contract (QuadSelector below)
+    state = sel.fit(pool, reference, key=0, embeddings=e)         # clusters, preconditioned reference gradient
+    selection = sel.select(state, key=1, fraction=0.1)            # a jdps.selection.Selection
 
-    quad = as_top_level_api(task, params, ihvp=jdps.influence.ihvp.ekfac(1e-3, key=0))
-    state = quad.fit(pool, reference, key=0, embeddings=e)        # clusters, preconditioned reference gradient
-    selection = quad.select(state, key=1, fraction=0.1)           # a jdps.selection.Selection
+or the functions `fit(task, params, pool, reference, key=, ...)` and `select(state, key=, ...)`.
 
 `fit` (the cacheable part): the curvature (of the reference set unless `curvature_data` is given), the
 reference set's preconditioned mean gradient v = (C + lambda I)^{-1} grad L(Q) (`jdps.influence`), and
@@ -52,7 +52,6 @@ samples_per_pull, alpha, tau and the radius keep the paper's values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
@@ -89,11 +88,6 @@ class QuadState(NamedTuple):
     v: dict[str, jax.Array]
     pool: dict[str, np.ndarray]
     clusters: KMeans
-
-
-class Quad(NamedTuple):
-    fit: Callable
-    select: Callable
 
 
 def default_clusters(n: int) -> int:
@@ -280,13 +274,6 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
             "clusters_pulled": int((used > 0).sum()), "clusters_covered": len(np.unique(labels[indices])),
             "settings": s, "log": log}
     return Selection(indices, np.ones(len(indices)), scores, info)
-
-
-def as_top_level_api(task, params, **fit_options) -> Quad:
-    """Bind the model side: `fit(pool, reference, *, key, embeddings=None)` and `select(state, *, key, ...)`."""
-    def fit_fn(pool, reference, *, key, embeddings=None) -> QuadState:
-        return fit(task, params, pool, reference, key=key, embeddings=embeddings, **fit_options)
-    return Quad(fit_fn, select)
 
 
 @dataclass(frozen=True)

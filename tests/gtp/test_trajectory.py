@@ -130,7 +130,7 @@ def test_gtp_selects_global_indices_with_the_nnls_weights_of_its_support():
     arrays = data(0, n=24)
     batches = [{**{k: v[i:i + 8] for k, v in arrays.items()}, "index": np.arange(i, i + 8) + 100}
                for i in range(0, 24, 8)]  # global example ids 100..123
-    state = gtp.as_top_level_api(loss_fn, CKPTS, d=D, key=KEY).fit(batches)
+    state = gtp.fit(loss_fn, CKPTS, batches, d=D, key=KEY)
     a, b = state.features.astype(np.float64), state.target.astype(np.float64)
     np.testing.assert_allclose(b, a.mean(0), rtol=1e-5, atol=1e-7)  # in-domain: the mean row
     sel = gtp.select(state, fraction=0.2, method="omp")  # ceil(0.2 * 24) = 5
