@@ -23,6 +23,9 @@ Between compiled epochs, on the host (never inside the scan, so they cost no ste
                                       `diverged(epoch, step, global_step)`'s exception
     checkpoint(epoch, state)          the checkpoint hook, after every epoch (epoch = epochs done);
                                       resume with `start_epoch` and the restored state
+    checkpoints                       a `jdps.checkpoint.Checkpoints`: the run restores its latest good
+                                      step (epochs done) and saves the state after every epoch, so the
+                                      same call after a kill resumes to the uninterrupted result
     progress(epoch, epochs, step, info)   after every epoch, with that epoch's per-step info
 """
 
@@ -153,7 +156,7 @@ def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs:
         meta_batch_size: int | None = None, remainder: str = "drop", batch_sharding=None, start_epoch: int = 0,
         check: Callable = all_good, diverged: Callable[[int, int, int], Exception] = _diverged,
         checkpoint: Callable[[int, Any], None] | None = None,
-        progress: Callable[[int, int, int, Any], None] | None = None) -> tuple[Any, Any]:
+        progress: Callable[[int, int, int, Any], None] | None = None, checkpoints=None) -> tuple[Any, Any]:
     """Run `step` for `epochs` epochs or `steps` steps over the rows `subset` (default all) of `arrays`
     (device arrays [N, ...]); see the module docstring. key: a jax key or an integer seed. Returns the
     state and the per-step info of the epochs run here, stacked [steps, ...] (numpy)."""
@@ -169,6 +172,19 @@ def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs:
     if int(start_epoch) != start_epoch or not 0 <= start_epoch <= plan.epochs:
         raise InputError(f"start_epoch must be an integer in [0, {plan.epochs}], got {start_epoch}")
     key = as_key(key)
+    if checkpoints is not None:
+        done, state = checkpoints.restore_latest(state)
+        if done is not None:
+            if done > plan.epochs:
+                raise InputError(f"{checkpoints.directory} holds a run of {done} epochs, more than the {plan.epochs} "
+                                 "asked; pass the run length it was made with, or another directory")
+            start_epoch = done
+        user_hook = checkpoint
+
+        def checkpoint(epoch, state):
+            checkpoints.save(epoch, state)
+            if user_hook is not None:
+                user_hook(epoch, state)
     infos = []
     for e in range(int(start_epoch), plan.epochs):
         cut = plan.last_steps if e == plan.epochs - 1 and plan.last_steps < plan.steps_per_epoch else None

@@ -120,14 +120,15 @@ def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
 def train(task: Task, params, data: Data, *, key, epochs: int | None = None, steps: int | None = None,
           batch_size: int, optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
           normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
-          eval_batch_size: int = 1024, remainder: str = "drop", progress=None) -> TrainResult:
+          eval_batch_size: int = 1024, remainder: str = "drop", progress=None, checkpoints=None) -> TrainResult:
     """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs or `steps` steps.
 
     key: a jax key or an integer seed (the minibatch order; epoch e from fold_in(key, e), `jdps.loop`);
     optimizer: optax, default adam(1e-3); weights: one weight >= 0 per example of the full data [N] (by
     global index); normalize: see the module docstring; remainder: "drop" or "pad" the last partial
     batch (`jdps.loop`). A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
-    runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs. Raises
+    runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs; with
+    `checkpoints` (a `jdps.checkpoint.Checkpoints`) the run resumes from its latest saved epoch. Raises
     TrainingDivergedError, naming the epoch and step, when the loss becomes NaN or Inf. The compiled
     epoch is cached on (task.loss_fn, optimizer, normalize, batch size): pass the same objects to reuse it.
     """
@@ -156,7 +157,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     (params, opt_state, _), losses = loop.run(
         train_step(task.loss_fn, optimizer, normalize), state, arrays, key=key, epochs=epochs, steps=steps,
         batch_size=b, subset=subset, remainder=remainder, diverged=_diverged,
-        checkpoint=None if eval_data is None else evaluate_epoch, progress=progress)
+        checkpoint=None if eval_data is None else evaluate_epoch, progress=progress, checkpoints=checkpoints)
     per_epoch = loop.schedule(len(idx), b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
     history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))]
     history["step_loss"] = losses

@@ -117,3 +117,32 @@ def test_padded_training_scales_the_last_batch_by_its_valid_count():
             p -= 0.5 * np.mean(p - x[valid])
     assert float(result.params["p"]) == pytest.approx(p, rel=1e-5)
     assert result.history["step_loss"].shape == (12,)
+
+
+def test_checkpoints_resume_a_killed_run_to_the_uninterrupted_result(tmp_path):
+    """A run killed after epoch 2 (its saves are on disk) and started again with the same call ends where
+    an uninterrupted run ends; the restarted call runs only the epochs left."""
+    from jdps.checkpoint import Checkpoints
+
+    def sgd_step(key, state, batch, meta_batch):
+        p, count = state
+        g = jnp.mean(jnp.where(batch["mask"], p - batch["x"][:, 0], 0.0)) + 0.1 * jax.random.normal(key)
+        return (p - 0.1 * g, count + 1), g
+
+    start = (jnp.float32(0.0), jnp.int32(0))
+    full, _ = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(epoch, state):
+        if epoch == 2:
+            raise Killed
+
+    ckpt = Checkpoints(tmp_path / "run")
+    with pytest.raises(Killed):
+        loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, checkpoints=ckpt, checkpoint=kill_after_two)
+    assert ckpt.steps() == [1, 2]
+    resumed, info = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, checkpoints=Checkpoints(tmp_path / "run"))
+    assert len(info) == 2 * 5 and int(resumed[1]) == 20
+    assert float(resumed[0]) == float(full[0])

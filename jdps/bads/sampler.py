@@ -55,14 +55,15 @@ def _finite(info: BADSInfo) -> np.ndarray:
 
 def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epochs: int | None, batch_size: int,
                meta_batch_size: int, *, steps: int | None = None, batch_sharding=None, remainder: str = "drop",
-               start_epoch: int = 0, checkpoint=None, progress=None) -> tuple[BADSState, BADSInfo]:
+               start_epoch: int = 0, checkpoint=None, progress=None, checkpoints=None) -> tuple[BADSState, BADSInfo]:
     """Run `epochs` epochs (or `steps` steps) of `step` (from `as_top_level_api`) with `jdps.loop.run`.
 
     key: a jax key or an integer seed. Each step draws a meta batch of `meta_batch_size` distinct meta
     examples. `arrays`/`meta_arrays`: a `Dataset` or a dict of per-example arrays (device arrays,
     possibly sharded, are used as they are); `batch_sharding` (e.g. NamedSharding(mesh, P('data')))
     constrains each batch. Returns the state and the per-step `BADSInfo` [steps]; raises
-    `SamplerDivergedError` at the first NaN. `checkpoint`, `progress`, `start_epoch`: see `jdps.loop`.
+    `SamplerDivergedError` at the first NaN. `checkpoint`, `progress`, `start_epoch`, `checkpoints` (resume
+    from a `jdps.checkpoint.Checkpoints`): see `jdps.loop`.
     """
     arrays, meta_arrays = _device_data(arrays, "arrays"), _device_data(meta_arrays, "meta_arrays")
     n, m = len(next(iter(arrays.values()))), len(next(iter(meta_arrays.values())))
@@ -78,20 +79,22 @@ def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epoch
     state, info = loop.run(step, state, arrays, key=key, batch_size=int(batch_size), epochs=epochs, steps=steps,
                            meta_arrays=meta_arrays, meta_batch_size=meta_batch_size, remainder=remainder,
                            batch_sharding=batch_sharding, start_epoch=start_epoch, check=_finite,
-                           diverged=_diverged(config), checkpoint=checkpoint, progress=progress)
+                           diverged=_diverged(config), checkpoint=checkpoint, progress=progress,
+                           checkpoints=checkpoints)
     return state, BADSInfo(*info) if info is not None else None
 
 
 def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int | None = None,
         batch_size: int = 128, meta_batch_size: int = 100, config: BADSConfig | None = None,
-        progress: Callable | None = None, checkpoint: Callable | None = None) -> BADSState:
+        progress: Callable | None = None, checkpoint: Callable | None = None, checkpoints=None) -> BADSState:
     """Sample theta and the N training weights for `epochs` epochs or `steps` steps -> the final `BADSState`.
 
     task: a jdps `Task` (its loss_fn serves the training and the meta likelihood); train / meta: Datasets
     or dicts of per-example arrays with `x` and `y` (other columns are left out of the batches); key: a
     jax key or an integer seed (split into the init key and the run key); config: default `BADSConfig()`.
     batch_size and meta_batch_size are cut to N and M. `progress(epoch, epochs, step, info)` runs after
-    every epoch with that epoch's per-step `BADSInfo`; `checkpoint(epoch, state)` after every epoch.
+    every epoch with that epoch's per-step `BADSInfo`; `checkpoint(epoch, state)` after every epoch; with
+    `checkpoints` (a `jdps.checkpoint.Checkpoints`) a killed run resumes from its latest saved epoch.
     Raises `SamplerDivergedError` (naming the step and the step sizes) when theta or a weight becomes NaN.
     """
     config = BADSConfig() if config is None else config
@@ -109,7 +112,8 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
     k_init, k_run = jax.random.split(as_key(key))
     state = sampler.init(k_init, params)
     state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, min(int(batch_size), n),
-                          min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress)
+                          min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress,
+                          checkpoints=checkpoints)
     return state
 
 

@@ -33,7 +33,7 @@ _RUNNERS = {
     "cds": run_cds, "l2rw": run_l2rw, "mwn": run_mwn,
 }
 NAMES = tuple(_RUNNERS)
-_SHARED = {"task", "params", "train", "meta", "key", "epochs", "batch_size", "optimizer"}
+_SHARED = {"task", "params", "train", "meta", "key", "epochs", "batch_size", "optimizer", "checkpoints"}
 _OPTIONS = {"uniform": (), "meta_only": (), "dup_meta": ("dup_factor",), "random": ("budget", "fraction"),
             "oracle": ("clean",)}
 
@@ -48,11 +48,18 @@ def options(name: str) -> tuple[str, ...]:
 
 
 def run_baseline(name: str, task, params, train, meta, *, key, epochs: int, batch_size: int,
-                 optimizer=None, **kwargs) -> BaselineResult:
-    """Run baseline `name` (one of NAMES) with its `options(name)`; see the module docstring."""
+                 optimizer=None, checkpoints=None, **kwargs) -> BaselineResult:
+    """Run baseline `name` (one of NAMES) with its `options(name)`; see the module docstring. With
+    `checkpoints` (a `jdps.checkpoint.Checkpoints`) a killed run resumes from its latest saved epoch (every
+    baseline but cds, whose three trainings run from scratch)."""
     unknown = sorted(set(kwargs) - set(options(name)))
     if unknown:
         raise InputError(f"baseline {name!r} takes no option {unknown}; its options are {list(options(name))}")
+    if checkpoints is not None:
+        if name == "cds":
+            raise InputError("cds does not resume (its base, tuned and final trainings run from scratch); "
+                             "run it without a checkpoint directory")
+        kwargs["checkpoints"] = checkpoints
     return _RUNNERS[name](task, params, train, meta, key=key, epochs=epochs, batch_size=batch_size,
                           optimizer=optimizer, **kwargs)
 

@@ -70,7 +70,8 @@ def training_set(name: str, n_train: int, n_meta: int, *, key=None, budget: int 
 
 def run_mixing(name: str, task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
                optimizer: optax.GradientTransformation | None = None, budget: int | None = None,
-               fraction: float | None = None, clean=None, dup_factor: int | None = None) -> BaselineResult:
+               fraction: float | None = None, clean=None, dup_factor: int | None = None,
+               checkpoints=None) -> BaselineResult:
     """Train `params` on the `training_set` of `name` for epochs * (N // batch_size) steps (to within half
     a pass over the mix). `key`: a jax key or an integer seed (the random subset and the batch order);
     optimizer: optax, default adam(1e-3). info: method, steps, passes, size (rows of the mix, with
@@ -85,7 +86,7 @@ def run_mixing(name: str, task: Task, params, train, meta, *, key, epochs: int, 
     steps = step_budget(n, epochs, batch_size)
     p = passes(steps, len(rows), batch_size)
     result = train_loop(task, params, concat(dt, dm), key=k_train, epochs=p, batch_size=batch_size,
-                        optimizer=optimizer, indices=rows)
+                        optimizer=optimizer, indices=rows, checkpoints=checkpoints)
     weights = np.zeros(n, np.float32)
     weights[rows[rows < n]] = 1.0
     info = {"method": name, "steps": len(result.history["step_loss"]), "passes": p, "size": len(rows),

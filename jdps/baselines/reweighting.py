@@ -190,7 +190,7 @@ def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
 
 def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int | None = None,
         batch_size: int, meta_batch_size: int = 100, steps: int | None = None, remainder: str = "drop",
-        progress=None) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
+        progress=None, checkpoints=None) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
     """Run `epochs` epochs (or `steps` steps) of `step` over the training set with the one epoch driver
     (`jdps.loop`: epoch e takes its order and meta batches from fold_in(key, e)). A batch size above N is
     cut to N, a meta batch size above M to M.
@@ -213,7 +213,7 @@ def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int |
     (state, total, visits), (losses, meta_losses) = loop.run(
         _counting(step), carry, arrays, key=key, batch_size=b, epochs=epochs, steps=steps,
         meta_arrays=meta_arrays, meta_batch_size=min(int(meta_batch_size), m), remainder=remainder,
-        diverged=_diverged, progress=progress)
+        diverged=_diverged, progress=progress, checkpoints=checkpoints)
     weights = np.asarray(total) / np.maximum(np.asarray(visits), 1)
     per_epoch = loop.schedule(n, b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
     bounds = range(per_epoch, len(losses), per_epoch)
@@ -225,20 +225,21 @@ def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int |
 
 def run_l2rw(task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
              optimizer: optax.GradientTransformation | None = None, meta_batch_size: int = 100,
-             lookahead_lr: float = 0.1) -> BaselineResult:
+             lookahead_lr: float = 0.1, checkpoints=None) -> BaselineResult:
     """L2RW for epochs * (N // b) steps; weights [N]: each example's mean b_valid w_i over its visits
     (1: an even share of its batch). The normalised weights do not depend on lookahead_lr."""
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     step = build_l2rw_step(task.loss_fn, optimizer, lookahead_lr=lookahead_lr)
     state, weights, history = run(step, ReweightState(params, optimizer.init(params)), train, meta, key=key,
-                                  epochs=epochs, batch_size=batch_size, meta_batch_size=meta_batch_size)
+                                  epochs=epochs, batch_size=batch_size, meta_batch_size=meta_batch_size,
+                                  checkpoints=checkpoints)
     return BaselineResult(state.params, weights, history, {"method": "l2rw", "steps": len(history["step_loss"])})
 
 
 def run_mwn(task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
             optimizer: optax.GradientTransformation | None = None, meta_batch_size: int = 100,
             lookahead_lr: float = 0.1, net_optimizer: optax.GradientTransformation | None = None,
-            net_width: int = 100) -> BaselineResult:
+            net_width: int = 100, checkpoints=None) -> BaselineResult:
     """Meta-Weight-Net for epochs * (N // b) steps; the weight net starts from `key` and is trained by
     net_optimizer (default adam(1e-3), as Shu et al.). weights [N]: each example's mean V(l_i) over its
     visits; info["net"]: the trained phi."""
@@ -249,6 +250,6 @@ def run_mwn(task: Task, params, train, meta, *, key, epochs: int, batch_size: in
     step = build_mwn_step(task.loss_fn, optimizer, net_optimizer, lookahead_lr=lookahead_lr)
     state = ReweightState(params, optimizer.init(params), net, net_optimizer.init(net))
     state, weights, history = run(step, state, train, meta, key=k_run, epochs=epochs, batch_size=batch_size,
-                                  meta_batch_size=meta_batch_size)
+                                  meta_batch_size=meta_batch_size, checkpoints=checkpoints)
     info = {"method": "mwn", "steps": len(history["step_loss"]), "net": state.net}
     return BaselineResult(state.params, weights, history, info)

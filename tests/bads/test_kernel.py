@@ -331,3 +331,30 @@ def test_bad_inputs_get_clear_errors():
         bads.run_epochs(sampler.step, jax.random.key(0), state, data, {k: v[:2] for k, v in meta.items()}, 1, 4, 2)
     with pytest.raises(InputError, match="no posterior sample"):
         bads.posterior_mean_weights(state)
+
+
+def test_fit_killed_after_an_epoch_resumes_to_the_uninterrupted_chain(tmp_path):
+    """jdps.bads.fit with a Checkpoints directory: a run stopped after epoch 1 and called again ends with
+    the same weights and theta as one run straight through (the state, None fields included, round-trips)."""
+    from jdps.checkpoint import Checkpoints
+    from jdps.models.mlp import mlp_task
+
+    data, meta, _ = noisy_blobs(64, 16)
+    task, params = mlp_task(0, 2, (8,), 3)
+    cfg = bads.BADSConfig(log_z="contrastive", theta_kernel="psgld", lr=1e-3)
+    straight = bads.fit(task, params, data, meta, key=3, epochs=3, batch_size=16, meta_batch_size=8, config=cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, state):
+        raise Stop
+
+    with pytest.raises(Stop):
+        bads.fit(task, params, data, meta, key=3, epochs=3, batch_size=16, meta_batch_size=8, config=cfg,
+                 checkpoints=Checkpoints(tmp_path / "c"), checkpoint=stop)
+    resumed = bads.fit(task, params, data, meta, key=3, epochs=3, batch_size=16, meta_batch_size=8, config=cfg,
+                       checkpoints=Checkpoints(tmp_path / "c"))
+    np.testing.assert_array_equal(bads.posterior_mean_weights(resumed), bads.posterior_mean_weights(straight))
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+        np.testing.assert_array_equal(a, b)
