@@ -11,9 +11,9 @@ exactly as an uninterrupted one):
     order    epoch_indices(k_order, n, B, remainder): a permutation of the subset cut into batches
     step s   k_meta, k_step = split(split(k_steps, S)[s]); meta rows choice(k_meta, M, (B_m,), replace=False)
 
-remainder="drop" takes n // B full batches (the last partial batch is dropped); remainder="pad" takes
-ceil(n / B), the last padded with masked rows, so every example is visited every epoch; a step must then
-scale its estimators by the batch's valid count (mask.sum()).
+remainder="pad" (the default) takes ceil(n / B) batches, the last padded with masked rows, so every example
+is visited every epoch; a step scales its estimators by the batch's valid count (mask.sum()).
+remainder="drop" takes n // B full batches (the last partial batch is dropped).
 
 The run length is `epochs` E or `steps` S (ceil(S / steps per epoch) epochs, the last one cut short).
 Between compiled epochs, on the host (never inside the scan, so they cost no step time):
@@ -65,7 +65,7 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
-def steps_per_epoch(n: int, batch_size: int, remainder: str = "drop") -> int:
+def steps_per_epoch(n: int, batch_size: int, remainder: str = "pad") -> int:
     """Batches in one epoch over n examples: n // B (drop) or ceil(n / B) (pad)."""
     if remainder not in REMAINDERS:
         raise InputError(f"remainder must be one of {REMAINDERS}, got {remainder!r}")
@@ -73,7 +73,7 @@ def steps_per_epoch(n: int, batch_size: int, remainder: str = "drop") -> int:
 
 
 def schedule(n: int, batch_size: int, *, epochs: int | None = None, steps: int | None = None,
-             remainder: str = "drop") -> Schedule:
+             remainder: str = "pad") -> Schedule:
     """The epochs of a run of `epochs` epochs or `steps` steps (give exactly one) over n examples."""
     if (epochs is None) == (steps is None):
         raise InputError("give the run length as exactly one of epochs or steps "
@@ -116,7 +116,7 @@ def _diverged(epoch: int, step: int, global_step: int) -> Exception:
 @partial(jax.jit, static_argnames=("step", "batch_size", "meta_batch_size", "num_steps", "remainder",
                                    "batch_sharding"))
 def epoch(step: Callable, key, state, arrays, subset, meta_arrays=None, *, batch_size: int,
-          meta_batch_size: int | None = None, num_steps: int | None = None, remainder: str = "drop",
+          meta_batch_size: int | None = None, num_steps: int | None = None, remainder: str = "pad",
           batch_sharding=None):
     """One compiled epoch of `step` over the rows `subset` int32 [n] of `arrays` (see the module
     docstring), `num_steps` of its batches (default all) -> (state, info stacked [steps, ...])."""
@@ -153,7 +153,7 @@ def _lengths(arrays: Mapping, name: str) -> int:
 
 def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs: int | None = None,
         steps: int | None = None, subset=None, meta_arrays: Mapping | None = None,
-        meta_batch_size: int | None = None, remainder: str = "drop", batch_sharding=None, start_epoch: int = 0,
+        meta_batch_size: int | None = None, remainder: str = "pad", batch_sharding=None, start_epoch: int = 0,
         check: Callable = all_good, diverged: Callable[[int, int, int], Exception] = _diverged,
         checkpoint: Callable[[int, Any], None] | None = None,
         progress: Callable[[int, int, int, Any], None] | None = None, checkpoints=None) -> tuple[Any, Any]:

@@ -40,6 +40,7 @@ class TrainResult(NamedTuple):
     """Trained `params`, the final optimizer state and the per-epoch `history`.
 
     history: `loss` [epochs] (mean minibatch loss L_B of each epoch), `step_loss` [epochs * steps] and,
+    (a resumed run: of the epochs run after the resume only)
     with eval data, `eval_loss`, `eval_accuracy`, `eval_balanced_accuracy` [epochs] (as `evaluate` gives).
     """
 
@@ -99,7 +100,7 @@ def train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, norma
 
 
 def train_epoch(params, opt_state, arrays, subset, weights, key, *, loss_fn, optimizer, normalize, batch_size,
-                remainder: str = "drop"):
+                remainder: str = "pad"):
     """One compiled pass (`jdps.loop.epoch`) over the rows `subset` [n] of `arrays`, in minibatches drawn
     from `key`, each step an optax update on the weighted loss of the module docstring (`weights` [N] by
     global index); returns (params, opt_state, minibatch losses [steps]). `train` runs the same step; a
@@ -120,7 +121,8 @@ def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
 def train(task: Task, params, data: Data, *, key, epochs: int | None = None, steps: int | None = None,
           batch_size: int, optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
           normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
-          eval_batch_size: int = 1024, remainder: str = "drop", progress=None, checkpoints=None) -> TrainResult:
+          eval_batch_size: int = 1024, remainder: str = "pad", progress=None, checkpoints=None,
+          on_epoch=None) -> TrainResult:
     """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs or `steps` steps.
 
     key: a jax key or an integer seed (the minibatch order; epoch e from fold_in(key, e), `jdps.loop`);
@@ -128,7 +130,8 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     global index); normalize: see the module docstring; remainder: "drop" or "pad" the last partial
     batch (`jdps.loop`). A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
     runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs; with
-    `checkpoints` (a `jdps.checkpoint.Checkpoints`) the run resumes from its latest saved epoch. Raises
+    `checkpoints` (a `jdps.checkpoint.Checkpoints`) the run resumes from its latest saved epoch;
+    `on_epoch(epoch, params)` sees the parameters after every epoch (e.g. to keep snapshots). Raises
     TrainingDivergedError, naming the epoch and step, when the loss becomes NaN or Inf. The compiled
     epoch is cached on (task.loss_fn, optimizer, normalize, batch size): pass the same objects to reuse it.
     """
@@ -149,17 +152,22 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     b = min(int(batch_size), len(idx))
     history: dict[str, Any] = {}
 
-    def evaluate_epoch(epoch, state):  # the epoch-boundary hook
-        for name, value in evaluate(task, state[0], eval_data, eval_batch_size).items():
-            history.setdefault(f"eval_{name}", []).append(value)
+    def after_epoch(epoch, state):  # the epoch-boundary hook
+        if eval_data is not None:
+            for name, value in evaluate(task, state[0], eval_data, eval_batch_size).items():
+                history.setdefault(f"eval_{name}", []).append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, state[0])
 
     state = (params, optimizer.init(params), w)
     (params, opt_state, _), losses = loop.run(
         train_step(task.loss_fn, optimizer, normalize), state, arrays, key=key, epochs=epochs, steps=steps,
         batch_size=b, subset=subset, remainder=remainder, diverged=_diverged,
-        checkpoint=None if eval_data is None else evaluate_epoch, progress=progress, checkpoints=checkpoints)
+        checkpoint=after_epoch, progress=progress, checkpoints=checkpoints)
     per_epoch = loop.schedule(len(idx), b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
-    history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))]
+    losses = np.zeros(0, np.float32) if losses is None else losses    # None: every epoch restored
+    history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))
+                       if len(chunk)]
     history["step_loss"] = losses
     return TrainResult(params, opt_state, {k: np.asarray(v) for k, v in history.items()})
 

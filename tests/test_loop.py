@@ -30,7 +30,8 @@ def test_padded_epochs_visit_every_example_once_and_dropped_ones_skip_the_remain
                              remainder="pad")
     np.testing.assert_array_equal(np.asarray(visits), np.full(N, 3))              # 23 = 5 * 4 + 3, padded: all
     np.testing.assert_array_equal(valid, [4, 4, 4, 4, 4, 3] * 3)                  # ceil(23 / 4) = 6 steps an epoch
-    visits, valid = loop.run(counting_step, jnp.zeros(N, jnp.int32), ARRAYS, key=0, batch_size=B, epochs=3)
+    visits, valid = loop.run(counting_step, jnp.zeros(N, jnp.int32), ARRAYS, key=0, batch_size=B, epochs=3,
+                             remainder="drop")
     assert int(np.asarray(visits).sum()) == 3 * 20 and len(valid) == 15           # 3 dropped an epoch
 
 
@@ -86,7 +87,7 @@ def test_a_nan_names_its_epoch_and_step():
         return t, jnp.where(t == 8, jnp.nan, 1.0)  # the 8th step of the run: epoch 2, step 3 (5 steps an epoch)
 
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, step 3 \(step 8 of the run\)"):
-        loop.run(step, jnp.int32(0), ARRAYS, key=0, batch_size=B, epochs=3)
+        loop.run(step, jnp.int32(0), ARRAYS, key=0, batch_size=B, epochs=3, remainder="drop")
 
 
 def test_meta_batches_hold_distinct_meta_rows():
@@ -96,7 +97,7 @@ def test_meta_batches_hold_distinct_meta_rows():
         return state, meta_batch["index"]
 
     _, rows = loop.run(step, jnp.int32(0), ARRAYS, key=0, batch_size=B, epochs=2, meta_arrays=meta,
-                       meta_batch_size=6)
+                       meta_batch_size=6, remainder="drop")
     assert rows.shape == (10, 6) and all(len(set(r.tolist())) == 6 for r in rows) and rows.max() < 10
     with pytest.raises(InputError, match="meta_batch_size must be an integer in \\[1, 10\\]"):
         loop.run(step, jnp.int32(0), ARRAYS, key=0, batch_size=B, epochs=1, meta_arrays=meta, meta_batch_size=11)
@@ -130,7 +131,7 @@ def test_checkpoints_resume_a_killed_run_to_the_uninterrupted_result(tmp_path):
         return (p - 0.1 * g, count + 1), g
 
     start = (jnp.float32(0.0), jnp.int32(0))
-    full, _ = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4)
+    full, _ = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, remainder="drop")
 
     class Killed(Exception):
         pass
@@ -141,8 +142,10 @@ def test_checkpoints_resume_a_killed_run_to_the_uninterrupted_result(tmp_path):
 
     ckpt = Checkpoints(tmp_path / "run")
     with pytest.raises(Killed):
-        loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, checkpoints=ckpt, checkpoint=kill_after_two)
+        loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, checkpoints=ckpt, checkpoint=kill_after_two,
+                 remainder="drop")
     assert ckpt.steps() == [1, 2]
-    resumed, info = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4, checkpoints=Checkpoints(tmp_path / "run"))
+    resumed, info = loop.run(sgd_step, start, ARRAYS, key=5, batch_size=B, epochs=4,
+                             checkpoints=Checkpoints(tmp_path / "run"), remainder="drop")
     assert len(info) == 2 * 5 and int(resumed[1]) == 20
     assert float(resumed[0]) == float(full[0])

@@ -39,7 +39,7 @@ def test_mlp_learns_digits(digits):
     logits = np.asarray(jax.jit(task.apply)(result.params, test.x))
     assert accuracy_score(test.y, logits.argmax(1)) > 0.9
     assert result.history["loss"].shape == (10,)
-    assert result.history["step_loss"].shape == (10 * 20,)  # 1300 // 64 steps an epoch
+    assert result.history["step_loss"].shape == (10 * 21,)  # ceil(1300 / 64) steps an epoch (last one padded)
     assert result.history["eval_accuracy"].shape == (10,)
     assert result.history["loss"][-1] < result.history["loss"][0] / 3
 
@@ -81,12 +81,18 @@ def test_an_epoch_visits_subset_examples_at_most_once_by_global_index():
     idx = np.array([1, 2, 3, 5, 6, 7, 9, 10, 11, 13])
     w = np.arange(14, dtype=np.float32)
     result = train(counter, jnp.zeros(14), {"x": np.zeros((14, 1))}, key=3, epochs=1, batch_size=4,
-                   optimizer=optax.sgd(1.0), indices=idx, weights=w)
+                   optimizer=optax.sgd(1.0), indices=idx, weights=w, remainder="drop")
     moved = -np.asarray(result.params)
     assert np.all(moved[np.setdiff1d(np.arange(14), idx)] == 0)
     seen = moved[idx] != 0
     assert seen.sum() == 8  # two batches of 4; the last 2 examples of the permutation are dropped
     np.testing.assert_allclose(moved[idx][seen], w[idx][seen] / 4)
+    padded = train(counter, jnp.zeros(14), {"x": np.zeros((14, 1))}, key=3, epochs=1, batch_size=4,
+                   optimizer=optax.sgd(1.0), indices=idx, weights=w)       # the default pads the last batch
+    moved = -np.asarray(padded.params)
+    assert np.all(moved[idx] != 0) and np.all(moved[np.setdiff1d(np.arange(14), idx)] == 0)
+    per_batch = np.isclose(moved[idx], w[idx] / 4) | np.isclose(moved[idx], w[idx] / 2)  # 2 valid rows: / 2
+    assert per_batch.all() and np.isclose(moved[idx], w[idx] / 2).sum() == 2
 
 
 def test_zero_weights_equal_leaving_the_examples_out():

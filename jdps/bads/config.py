@@ -43,7 +43,7 @@ class BADSConfig:
     burn_in, thin    steps before the running means start; record every thin-th step         0, 1
     avg_window       None: mean of all samples; S: exponential average over ~S samples       None
     num_theta_samples  size of the ring of theta snapshots (0: none)                         4
-    theta_thin       steps between snapshots (None: one epoch, N // b)                       None
+    theta_thin       steps between snapshots (None: one epoch, ceil(N / b))                     None
     net_width, net_lr   width H and step of the weight network                               100, 0.1
 
     How the defaults were set: lr, weight_lr, weight_substeps, rho and the broad prior follow from the

@@ -31,7 +31,7 @@ batch B_m (b_m rows); it is SGLD on each block at one temperature T with the blo
 Readout: after `burn_in` steps, at every `thin`-th step, each visited weight's new value joins its
 running mean (a sample at a visit time, chosen independently of the weights); `avg_window` S turns
 it into an exponential average over about S samples. theta: a ring of `num_theta_samples` snapshots,
-one every `theta_thin` steps (default: an epoch, N // b) after burn-in, for posterior-averaged
+one every `theta_thin` steps (default: an epoch, ceil(N / b)) after burn-in, for posterior-averaged
 prediction. Batches come from `jdps.data.batching`; `jdps.bads.sampler` runs the kernel over whole
 epochs with the one epoch driver (`jdps.loop`).
 """
@@ -306,7 +306,7 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
 
         ring, num_theta = state.theta_ring, state.num_theta
         if cfg.num_theta_samples:
-            every = cfg.theta_thin or max(n // b, 1)
+            every = cfg.theta_thin or -(-n // b)  # one padded epoch
             take = (t > cfg.burn_in) & ((t - cfg.burn_in) % every == 0)
             at = num_theta % cfg.num_theta_samples
             ring = jax.tree.map(lambda r, p: r.at[at].set(jnp.where(take, p, r[at])), ring, params)

@@ -54,7 +54,7 @@ def _finite(info: BADSInfo) -> np.ndarray:
 
 
 def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epochs: int | None, batch_size: int,
-               meta_batch_size: int, *, steps: int | None = None, batch_sharding=None, remainder: str = "drop",
+               meta_batch_size: int, *, steps: int | None = None, batch_sharding=None, remainder: str = "pad",
                start_epoch: int = 0, checkpoint=None, progress=None, checkpoints=None) -> tuple[BADSState, BADSInfo]:
     """Run `epochs` epochs (or `steps` steps) of `step` (from `as_top_level_api`) with `jdps.loop.run`.
 

@@ -4,7 +4,7 @@
         -> BaselineResult(params, weights [N], history, info)
 
 train (Dt, N examples) and meta (Dm, M examples) are jdps Datasets or dicts of per-example arrays;
-every baseline starts from `params` and takes epochs * (N // batch_size) optimizer steps (the budget
+every baseline starts from `params` and takes epochs * ceil(N / batch_size) optimizer steps (the budget
 BADS gets; `info["steps"]` says how many it took). The names and their options:
 
     uniform, meta_only, dup_meta (dup_factor), random (budget | fraction), oracle (clean)
@@ -33,7 +33,7 @@ _RUNNERS = {
     "cds": run_cds, "l2rw": run_l2rw, "mwn": run_mwn,
 }
 NAMES = tuple(_RUNNERS)
-_SHARED = {"task", "params", "train", "meta", "key", "epochs", "batch_size", "optimizer", "checkpoints"}
+_SHARED = {"task", "params", "train", "meta", "key", "epochs", "batch_size", "optimizer", "checkpoints", "on_epoch"}
 _OPTIONS = {"uniform": (), "meta_only": (), "dup_meta": ("dup_factor",), "random": ("budget", "fraction"),
             "oracle": ("clean",)}
 
@@ -48,10 +48,11 @@ def options(name: str) -> tuple[str, ...]:
 
 
 def run_baseline(name: str, task, params, train, meta, *, key, epochs: int, batch_size: int,
-                 optimizer=None, checkpoints=None, **kwargs) -> BaselineResult:
+                 optimizer=None, checkpoints=None, on_epoch=None, **kwargs) -> BaselineResult:
     """Run baseline `name` (one of NAMES) with its `options(name)`; see the module docstring. With
     `checkpoints` (a `jdps.checkpoint.Checkpoints`) a killed run resumes from its latest saved epoch (every
-    baseline but cds, whose three trainings run from scratch)."""
+    baseline but cds, whose three trainings run from scratch); `on_epoch(epoch, params)` sees the parameters
+    after every pass of the final training (e.g. to keep snapshots)."""
     unknown = sorted(set(kwargs) - set(options(name)))
     if unknown:
         raise InputError(f"baseline {name!r} takes no option {unknown}; its options are {list(options(name))}")
@@ -61,7 +62,7 @@ def run_baseline(name: str, task, params, train, meta, *, key, epochs: int, batc
                              "run it without a checkpoint directory")
         kwargs["checkpoints"] = checkpoints
     return _RUNNERS[name](task, params, train, meta, key=key, epochs=epochs, batch_size=batch_size,
-                          optimizer=optimizer, **kwargs)
+                          optimizer=optimizer, on_epoch=on_epoch, **kwargs)
 
 
 __all__ = ["NAMES", "BaselineResult", "ReweightState", "StepInfo", "build_l2rw_step", "build_mwn_step",

@@ -61,7 +61,7 @@ def kept(scores, fractions) -> np.ndarray:
 
 def run_cds(task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
             optimizer: optax.GradientTransformation | None = None, base_epochs: int | None = None,
-            tune_epochs: int = 10, r_floor: float = 0.2, half_life: float = 0.25) -> BaselineResult:
+            tune_epochs: int = 10, r_floor: float = 0.2, half_life: float = 0.25, on_epoch=None) -> BaselineResult:
     """CDS (module docstring). base_epochs: default max(1, epochs // 4); tune_epochs: passes over Dm to
     fine-tune on (batch size cut to M); `key`: a jax key or an integer seed; optimizer: optax, default
     adam(1e-3), used by all three trainings. info: method, steps, passes, scoring_steps, scores."""
@@ -94,6 +94,8 @@ def run_cds(task: Task, params, train, meta, *, key, epochs: int, batch_size: in
                 f"CDS training diverged at pass {e + 1}, step {int(np.argmin(np.isfinite(step_losses))) + 1}: "
                 "the loss became NaN or Inf; lower the learning rate or clip gradients")
         losses.append(step_losses)
+        if on_epoch is not None:
+            on_epoch(e + 1, params)
     scoring_steps = len(base.history["step_loss"]) + len(tuned.history["step_loss"])
     history = {"loss": np.array([x.mean() for x in losses]), "step_loss": np.concatenate(losses)}
     info = {"method": "cds", "steps": len(history["step_loss"]), "passes": p, "scoring_steps": scoring_steps,

@@ -1,10 +1,10 @@
 """What every baseline shares: its result, the budget of steps, and the host arrays of Dt and Dm.
 
 Every baseline trains the same model from the same initial parameters for the same number of
-optimizer steps as BADS: `epochs * (N // b)` for N training examples (Dt) and batch size b (a batch
-size above N is cut to N). A baseline whose training set has another size S takes
-`round(steps / (S // b))` passes over it (at least one), so its step count is within half a pass of
-the budget; the steps it took are in `info["steps"]`.
+optimizer steps as BADS: `epochs * ceil(N / b)` for N training examples (Dt) and batch size b (the last
+batch of an epoch padded, `jdps.loop`; a batch size above N is cut to N). A baseline whose training set
+has another size S takes `round(steps / ceil(S / b))` passes over it (at least one), so its step count is
+within half a pass of the budget; the steps it took are in `info["steps"]`.
 """
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ def concat(train: dict, meta: dict) -> dict[str, np.ndarray]:
 
 
 def step_budget(n_train: int, epochs: int, batch_size: int) -> int:
-    """epochs * (N // b): the optimizer steps BADS takes on N training examples."""
+    """epochs * ceil(N / b): the optimizer steps BADS takes on N training examples."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if int(value) != value or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value}")
-    return int(epochs) * (n_train // min(int(batch_size), n_train))
+    return int(epochs) * -(-n_train // min(int(batch_size), n_train))
 
 
 def passes(steps: int, size: int, batch_size: int) -> int:
     """Passes over a training set of `size` examples that come nearest to `steps` steps (at least 1)."""
-    return max(1, round(steps / (size // min(int(batch_size), size))))
+    return max(1, round(steps / -(-size // min(int(batch_size), size))))
 
 

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import optax
 
+from jdps import loop
 from jdps.baselines.common import BaselineResult, concat, passes, step_budget
 from jdps.data.dataset import Dataset, host_arrays
 from jdps.errors import InputError
@@ -71,8 +72,8 @@ def training_set(name: str, n_train: int, n_meta: int, *, key=None, budget: int 
 def run_mixing(name: str, task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
                optimizer: optax.GradientTransformation | None = None, budget: int | None = None,
                fraction: float | None = None, clean=None, dup_factor: int | None = None,
-               checkpoints=None) -> BaselineResult:
-    """Train `params` on the `training_set` of `name` for epochs * (N // batch_size) steps (to within half
+               checkpoints=None, on_epoch=None) -> BaselineResult:
+    """Train `params` on the `training_set` of `name` for epochs * ceil(N / batch_size) steps (to within half
     a pass over the mix). `key`: a jax key or an integer seed (the random subset and the batch order);
     optimizer: optax, default adam(1e-3). info: method, steps, passes, size (rows of the mix, with
     duplicates), train_examples (distinct Dt examples), meta_copies."""
@@ -86,9 +87,10 @@ def run_mixing(name: str, task: Task, params, train, meta, *, key, epochs: int, 
     steps = step_budget(n, epochs, batch_size)
     p = passes(steps, len(rows), batch_size)
     result = train_loop(task, params, concat(dt, dm), key=k_train, epochs=p, batch_size=batch_size,
-                        optimizer=optimizer, indices=rows, checkpoints=checkpoints)
+                        optimizer=optimizer, indices=rows, checkpoints=checkpoints, on_epoch=on_epoch)
     weights = np.zeros(n, np.float32)
     weights[rows[rows < n]] = 1.0
-    info = {"method": name, "steps": len(result.history["step_loss"]), "passes": p, "size": len(rows),
+    run_steps = loop.schedule(len(rows), min(int(batch_size), len(rows)), epochs=p, remainder="pad").steps
+    info = {"method": name, "steps": run_steps, "passes": p, "size": len(rows),
             "train_examples": int(weights.sum()), "meta_copies": int((rows >= n).sum()) // m}
     return BaselineResult(result.params, weights, dict(result.history), info)

@@ -189,8 +189,8 @@ def _diverged(epoch: int, step: int, global_step: int) -> TrainingDivergedError:
 
 
 def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int | None = None,
-        batch_size: int, meta_batch_size: int = 100, steps: int | None = None, remainder: str = "drop",
-        progress=None, checkpoints=None) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
+        batch_size: int, meta_batch_size: int = 100, steps: int | None = None, remainder: str = "pad",
+        progress=None, checkpoints=None, on_epoch=None) -> tuple[ReweightState, np.ndarray, dict[str, np.ndarray]]:
     """Run `epochs` epochs (or `steps` steps) of `step` over the training set with the one epoch driver
     (`jdps.loop`: epoch e takes its order and meta batches from fold_in(key, e)). A batch size above N is
     cut to N, a meta batch size above M to M.
@@ -210,37 +210,45 @@ def run(step: Callable, state: ReweightState, train, meta, *, key, epochs: int |
     if int(meta_batch_size) != meta_batch_size or meta_batch_size < 1:
         raise InputError(f"meta_batch_size must be a positive integer, got {meta_batch_size}")
     carry = (state, jnp.zeros(n, jnp.float32), jnp.zeros(n, jnp.int32))
-    (state, total, visits), (losses, meta_losses) = loop.run(
+    (state, total, visits), infos = loop.run(
         _counting(step), carry, arrays, key=key, batch_size=b, epochs=epochs, steps=steps,
         meta_arrays=meta_arrays, meta_batch_size=min(int(meta_batch_size), m), remainder=remainder,
-        diverged=_diverged, progress=progress, checkpoints=checkpoints)
+        diverged=_diverged, progress=progress, checkpoints=checkpoints,
+        checkpoint=None if on_epoch is None else (lambda e, carry: on_epoch(e, carry[0].params)))
+    losses, meta_losses = (np.zeros(0, np.float32),) * 2 if infos is None else infos   # None: all restored
     weights = np.asarray(total) / np.maximum(np.asarray(visits), 1)
-    per_epoch = loop.schedule(n, b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
-    bounds = range(per_epoch, len(losses), per_epoch)
-    history = {"loss": np.array([x.mean() for x in np.split(losses, bounds)]),
-               "meta_loss": np.array([x.mean() for x in np.split(meta_losses, bounds)]),
+    plan = loop.schedule(n, b, epochs=epochs, steps=steps, remainder=remainder)
+    bounds = range(plan.steps_per_epoch, len(losses), plan.steps_per_epoch)
+    history = {"loss": np.array([x.mean() for x in np.split(losses, bounds) if len(x)]),
+               "meta_loss": np.array([x.mean() for x in np.split(meta_losses, bounds) if len(x)]),
                "step_loss": losses, "step_meta_loss": meta_losses}
     return state, weights.astype(np.float32), history
 
 
+def _steps(train, epochs: int, batch_size: int) -> int:
+    """The steps of a run of `epochs` epochs (all of them, also when it resumed part way)."""
+    n = len(host_arrays(train, "train")["x"])
+    return loop.schedule(n, min(int(batch_size), n), epochs=epochs, remainder="pad").steps
+
+
 def run_l2rw(task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
              optimizer: optax.GradientTransformation | None = None, meta_batch_size: int = 100,
-             lookahead_lr: float = 0.1, checkpoints=None) -> BaselineResult:
-    """L2RW for epochs * (N // b) steps; weights [N]: each example's mean b_valid w_i over its visits
+             lookahead_lr: float = 0.1, checkpoints=None, on_epoch=None) -> BaselineResult:
+    """L2RW for epochs * ceil(N / b) steps; weights [N]: each example's mean b_valid w_i over its visits
     (1: an even share of its batch). The normalised weights do not depend on lookahead_lr."""
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     step = build_l2rw_step(task.loss_fn, optimizer, lookahead_lr=lookahead_lr)
     state, weights, history = run(step, ReweightState(params, optimizer.init(params)), train, meta, key=key,
                                   epochs=epochs, batch_size=batch_size, meta_batch_size=meta_batch_size,
-                                  checkpoints=checkpoints)
-    return BaselineResult(state.params, weights, history, {"method": "l2rw", "steps": len(history["step_loss"])})
+                                  checkpoints=checkpoints, on_epoch=on_epoch)
+    return BaselineResult(state.params, weights, history, {"method": "l2rw", "steps": _steps(train, epochs, batch_size)})
 
 
 def run_mwn(task: Task, params, train, meta, *, key, epochs: int, batch_size: int,
             optimizer: optax.GradientTransformation | None = None, meta_batch_size: int = 100,
             lookahead_lr: float = 0.1, net_optimizer: optax.GradientTransformation | None = None,
-            net_width: int = 100, checkpoints=None) -> BaselineResult:
-    """Meta-Weight-Net for epochs * (N // b) steps; the weight net starts from `key` and is trained by
+            net_width: int = 100, checkpoints=None, on_epoch=None) -> BaselineResult:
+    """Meta-Weight-Net for epochs * ceil(N / b) steps; the weight net starts from `key` and is trained by
     net_optimizer (default adam(1e-3), as Shu et al.). weights [N]: each example's mean V(l_i) over its
     visits; info["net"]: the trained phi."""
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
@@ -250,6 +258,6 @@ def run_mwn(task: Task, params, train, meta, *, key, epochs: int, batch_size: in
     step = build_mwn_step(task.loss_fn, optimizer, net_optimizer, lookahead_lr=lookahead_lr)
     state = ReweightState(params, optimizer.init(params), net, net_optimizer.init(net))
     state, weights, history = run(step, state, train, meta, key=k_run, epochs=epochs, batch_size=batch_size,
-                                  meta_batch_size=meta_batch_size, checkpoints=checkpoints)
-    info = {"method": "mwn", "steps": len(history["step_loss"]), "net": state.net}
+                                  meta_batch_size=meta_batch_size, checkpoints=checkpoints, on_epoch=on_epoch)
+    info = {"method": "mwn", "steps": _steps(train, epochs, batch_size), "net": state.net}
     return BaselineResult(state.params, weights, history, info)

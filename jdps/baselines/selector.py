@@ -24,7 +24,7 @@ from jdps.selectors import Selector, size, weighted
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """The run every training baseline shares: `epochs` epochs of N // batch_size Adam(learning_rate) steps."""
+    """The run every training baseline shares: `epochs` epochs of ceil(N / batch_size) Adam(learning_rate) steps."""
 
     epochs: int = 20
     batch_size: int = 128
