@@ -20,6 +20,7 @@ _CHOICES = {
     "theta_loss": ("weighted", "self_normalised"),
     "log_z": ("dropped", "contrastive"),
     "theta_kernel": ("sgld", "psgld"),
+    "noise": ("gaussian", "rademacher"),
 }
 
 
@@ -83,6 +84,7 @@ class BADSConfig:
     net_lr: float = 0.1
     meta_strength: float | None = None
     theta_kernel: str = "sgld"
+    noise: str = "gaussian"
     precond_decay: float = 0.99
     precond_eps: float = 1e-5
 

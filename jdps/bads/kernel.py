@@ -209,7 +209,7 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
     cfg, n, m_total = config, _count("n_train", n_train), _count("n_meta", n_meta)
     if cfg.weight_param == "network" and weight_features is None:
         raise InputError("weight_param='network' needs weight_features(params, batch) -> [b, F]")
-    integrator = sgmcmc.overdamped_langevin()
+    integrator = sgmcmc.overdamped_langevin(cfg.noise)
     temp, per_example = cfg.temperature, cfg.weight_param != "network"
     prior = (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
     # the meta set's mean loss enters U / N with weight M / N (its likelihood), or meta_strength * rho
@@ -309,7 +309,8 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
             every = cfg.theta_thin or -(-n // b)  # one padded epoch
             take = (t > cfg.burn_in) & ((t - cfg.burn_in) % every == 0)
             at = num_theta % cfg.num_theta_samples
-            ring = jax.tree.map(lambda r, p: r.at[at].set(jnp.where(take, p, r[at])), ring, params)
+            ring = jax.lax.cond(take, lambda r: jax.tree.map(lambda r, p: r.at[at].set(p), r, params),
+                                lambda r: r, ring)  # written on snapshot steps only (once an epoch)
             num_theta = num_theta + take.astype(jnp.int32)
 
         finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0)))

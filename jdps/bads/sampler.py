@@ -106,15 +106,44 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
     n, m = len(dt["x"]), len(dm["x"])
     if m < 1:
         raise InputError("the meta set is empty; BADS needs a non-empty curated meta set as its likelihood")
+    resolved = resolve(config, n, m, batch_size=batch_size, epochs=epochs, steps=steps)
     arrays = batching.device_arrays({k: dt[k] for k in keys})
     meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
     sampler = as_top_level_api(task, None, n, m, config)
     k_init, k_run = jax.random.split(as_key(key))
     state = sampler.init(k_init, params)
-    state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, min(int(batch_size), n),
+    state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, resolved["batch_size"],
                           min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress,
                           checkpoints=checkpoints)
     return state
+
+
+def resolve(config: BADSConfig, n: int, m: int, *, batch_size: int, epochs: int | None = None,
+            steps: int | None = None, meta_batch_size: int = 100) -> dict:
+    """The settings a run over N training and M meta examples derives, checked before any work:
+
+    batch_size       min(batch_size, N)
+    meta_batch_size  min(meta_batch_size, M)
+    steps_per_epoch  ceil(N / b) (the last batch padded, so every example is visited every epoch)
+    steps            epochs * steps_per_epoch, or the steps given
+    theta_thin       the config's, or one epoch (steps_per_epoch)
+    meta_weight      the weight of the meta set's mean loss in U / N: M / N (meta_strength None), else
+                     meta_strength * rho
+    A run shorter than one epoch would leave examples without a weight sample, and a burn-in as long as the
+    run would leave every weight without one: both are refused here, naming the fix."""
+    b = min(int(batch_size), n)
+    per_epoch = loop.steps_per_epoch(n, b, "pad")
+    plan = loop.schedule(n, b, epochs=epochs, steps=steps, remainder="pad")
+    if plan.steps < per_epoch:
+        raise InputError(f"a BADS run of {plan.steps} steps visits only some of the {n} examples (one epoch is "
+                         f"{per_epoch} steps of {b}), so some weights would have no sample; pass steps >= {per_epoch} "
+                         "or epochs >= 1")
+    if config.burn_in + per_epoch > plan.steps:
+        raise InputError(f"burn_in={config.burn_in} leaves less than one epoch ({per_epoch} steps) of the {plan.steps}-step "
+                         f"run to sample the weights; lower burn_in to at most {plan.steps - per_epoch}")
+    return {"batch_size": b, "meta_batch_size": min(int(meta_batch_size), m), "steps_per_epoch": per_epoch,
+            "steps": plan.steps, "theta_thin": config.theta_thin or per_epoch,
+            "meta_weight": m / n if config.meta_strength is None else config.meta_strength * config.rho}
 
 
 def predict(task, state: BADSState, x, batch_size: int = 1000) -> np.ndarray:

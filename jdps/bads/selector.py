@@ -60,8 +60,13 @@ class BADSSelector(Selector):
         if select_options:
             raise InputError(f"bads select takes budget, fraction or threshold; not {sorted(select_options)}")
         w = posterior_mean_weights(state)
+        o, n = self.options, len(w)
+        b = min(o.batch_size, n)
+        resolved = {"batch_size": b, "steps_per_epoch": -(-n // b), "steps": int(state.step),
+                    "theta_thin": o.config.theta_thin or -(-n // b),
+                    "meta_weight": "M / N" if o.config.meta_strength is None else o.config.meta_strength * o.config.rho}
         info = {"method": "bads", "steps": int(state.step), "mean_weight": float(np.mean(w)),
-                "config": dataclasses.asdict(self.options.config)}
+                "config": dataclasses.asdict(o.config), "resolved": resolved}
         return weighted(w, budget=budget, fraction=fraction, threshold=threshold, info=info)
 
 

@@ -16,6 +16,11 @@ one replicated vector and so loses the sharding of large leaves. Each leaf's noi
 `jax_threefry_partitionable` (the default since jax 0.5, checked below) its bits do not depend on
 how the leaf is sharded, so one device and a mesh give the same chain. At T = 0 the step equals
 blackjax's exactly; with noise it has the same distribution (not the same bits).
+
+noise="rademacher" draws n_z from {-1, +1} with probability 1/2 each instead of N(0, I): the same mean and
+covariance, so the same diffusion in the small-step limit (the simplified weak Euler scheme, Kloeden &
+Platen 1992, section 14.1, weak order 1 like the Gaussian one). It takes one random bit per coordinate
+instead of a Gaussian draw, a small fraction of the cost on a CPU (32 coordinates per threefry word).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from blackjax.base import SamplingAlgorithm
 
 from jdps.errors import InputError
 
-__all__ = ["overdamped_langevin", "build_kernel", "as_top_level_api", "leaf_noise"]
+__all__ = ["overdamped_langevin", "build_kernel", "as_top_level_api", "leaf_noise", "rademacher", "NOISES"]
 
 
 def _check_partitionable() -> None:
@@ -38,27 +43,47 @@ def _check_partitionable() -> None:
             "turn it on with jax.config.update('jax_threefry_partitionable', True)")
 
 
-def leaf_noise(rng_key, position):
-    """Standard normal noise shaped like `position`, one key per leaf (split in flattening order)."""
+NOISES = ("gaussian", "rademacher")
+
+
+def rademacher(key, shape, dtype=jnp.float32):
+    """+-1 with probability 1/2 each, shaped `shape`: 32 signs from each uint32 word of threefry bits,
+    words laid along the last axis (so a leaf sharded on any other axis keeps its sharding)."""
+    shape = tuple(shape)
+    last = shape[-1] if shape else 1
+    words = -(-last // 32)
+    bits = jax.random.bits(key, (*shape[:-1], words), jnp.uint32)
+    signs = (bits[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    signs = signs.reshape(*shape[:-1], words * 32)[..., :last]
+    return (2 * signs.astype(dtype) - 1).reshape(shape)
+
+
+def leaf_noise(rng_key, position, kind: str = "gaussian"):
+    """Noise of mean 0 and covariance I shaped like `position` (standard normal, or +-1 for "rademacher"),
+    one key per leaf (split in flattening order)."""
+    if kind not in NOISES:
+        raise InputError(f"noise must be one of {NOISES}, got {kind!r}")
     _check_partitionable()
     leaves, treedef = jax.tree.flatten(position)
     keys = jax.random.split(rng_key, max(len(leaves), 1))
-    noise = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    draw = jax.random.normal if kind == "gaussian" else rademacher
+    noise = [draw(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
     return jax.tree.unflatten(treedef, noise)
 
 
-def overdamped_langevin() -> Callable:
+def overdamped_langevin(noise: str = "gaussian") -> Callable:
     """Euler solver: `one_step(rng_key, position, logdensity_grad, step_size, temperature=1.0)`.
 
-    `step_size` is a scalar or a pytree of scalars that is a prefix of `position`; returns the new position.
+    `step_size` is a scalar or a pytree of scalars (or arrays) that is a prefix of `position`; `noise`:
+    "gaussian" or "rademacher" (module docstring); returns the new position.
     """
 
     def one_step(rng_key, position, logdensity_grad, step_size, temperature=1.0):
-        noise = leaf_noise(rng_key, position)
+        noise_draw = leaf_noise(rng_key, position, noise)
         steps = jax.tree.broadcast(step_size, position)
         return jax.tree.map(
             lambda z, g, n, eps: z + eps * g + jnp.sqrt(2 * temperature * eps) * n,
-            position, logdensity_grad, noise, steps)
+            position, logdensity_grad, noise_draw, steps)
 
     return one_step
 

@@ -66,11 +66,16 @@ def _setup(config, weights=None, step=0, last_visit=None):
 Z0 = np.array([0.5, 0.02, 0.3, 0.9, 0.98, 0.1, 0.6, 0.4], np.float32)
 
 
-@pytest.mark.parametrize("theta_loss", ["weighted", "self_normalised"])
-def test_cold_step_matches_numpy(theta_loss):
-    """T = 0: theta and the batch weights move by their gradients; the rest stays; reflection at 0 and 1."""
+@pytest.mark.parametrize("theta_loss,meta_strength,kernel", [("weighted", None, "sgld"),
+                                                             ("self_normalised", None, "sgld"),
+                                                             ("weighted", 0.7, "sgld"), ("weighted", 0.7, "psgld")])
+def test_cold_step_matches_numpy(theta_loss, meta_strength, kernel):
+    """T = 0: theta and the batch weights move by their gradients; the rest stays; reflection at 0 and 1.
+    meta_strength s weights the meta set's mean loss by s rho instead of M / N; pSGLD's first step divides
+    each coordinate's gradient by eps + sqrt(V / (1 - a)) with V = (1 - a) g^2, i.e. by eps + |g|."""
     cfg = bads.BADSConfig(temperature=0.0, lr=0.1, weight_lr=0.3, rho=2.0, weight_prior_mean=0.6,
-                          weight_prior_std=0.8, prior_std=1.5, weight_substeps=1, theta_loss=theta_loss)
+                          weight_prior_std=0.8, prior_std=1.5, weight_substeps=1, theta_loss=theta_loss,
+                          meta_strength=meta_strength, theta_kernel=kernel)
     sampler, state, batch, meta_batch, data, meta = _setup(cfg, weights=Z0, step=3)
     new, info = jax.jit(sampler.step)(jax.random.key(1), state, batch, meta_batch)
 
@@ -80,8 +85,12 @@ def test_cold_step_matches_numpy(theta_loss):
     w = Z0[rows]
     denom = 3 if theta_loss == "weighted" else w.sum()
     theta = {"w": np.asarray(PARAMS["w"]), "b": np.asarray(PARAMS["b"])}
-    grad_w = 2.0 * (w[:, None] * gw).sum(0) / denom + (M / N) * mgw.mean(0) + theta["w"] / (N * 1.5**2)
-    grad_b = 2.0 * (w * gb).sum() / denom + (M / N) * mgb.mean() + theta["b"] / (N * 1.5**2)
+    meta_coef = M / N if meta_strength is None else meta_strength * 2.0
+    grad_w = 2.0 * (w[:, None] * gw).sum(0) / denom + meta_coef * mgw.mean(0) + theta["w"] / (N * 1.5**2)
+    grad_b = 2.0 * (w * gb).sum() / denom + meta_coef * mgb.mean() + theta["b"] / (N * 1.5**2)
+    if kernel == "psgld":  # step 4: debias 1 - 0.99^4 on V = 0.01 g^2 (V starts at 0)
+        scale = lambda g: 1.0 / (1e-5 + np.sqrt(0.01 * g**2 / (1 - 0.99**4)))  # noqa: E731
+        grad_w, grad_b = grad_w * scale(grad_w), grad_b * scale(grad_b)
     np.testing.assert_allclose(new.params["w"], theta["w"] - 0.1 * grad_w, rtol=1e-5)
     np.testing.assert_allclose(new.params["b"], theta["b"] - 0.1 * grad_b, rtol=1e-5)
 
@@ -238,13 +247,16 @@ def test_theta_update_equals_blackjax_sgld_at_zero_temperature():
         np.testing.assert_allclose(ours.params[leaf], theirs[leaf], rtol=2e-5, atol=1e-6)
 
 
-def test_theta_chain_matches_the_bayesian_linear_regression_posterior():
+@pytest.mark.parametrize("noise", ["gaussian", "rademacher"])
+def test_theta_chain_matches_the_bayesian_linear_regression_posterior(noise):
     """Weights fixed at c: U = rho c sum_i l_i + sum_j l^m_j + |theta|^2 / (2 sigma^2) is Gaussian in
     theta = (w, b) with precision P = rho c X'X + Xm'Xm + I / sigma^2 and mean P^-1 (rho c X'y + Xm'ym);
-    the chain at temperature T samples N(mean, T P^-1) (Euler bias ~ eta lambda_max / 2 < 2%)."""
+    the chain at temperature T samples N(mean, T P^-1) (Euler bias ~ eta lambda_max / 2 < 2%), with
+    Gaussian noise and with +-1 noise of the same covariance (the weak Euler scheme)."""
     n, m, rho, c, sigma, temp, lr = 64, 16, 1.0, 0.5, 1.0, 0.5, 0.04
     data, meta = _regression(n, m, seed=1)
-    cfg = bads.BADSConfig(temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, num_theta_samples=0)
+    cfg = bads.BADSConfig(temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, num_theta_samples=0,
+                          noise=noise)
     sampler = bads.as_top_level_api(sq_loss, None, n, m, cfg)
     batch = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(n))
     meta_batch = gather({k: jnp.asarray(v) for k, v in meta.items()}, np.arange(m))
@@ -358,3 +370,21 @@ def test_fit_killed_after_an_epoch_resumes_to_the_uninterrupted_chain(tmp_path):
     np.testing.assert_array_equal(bads.posterior_mean_weights(resumed), bads.posterior_mean_weights(straight))
     for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_any_pool_size_and_a_one_epoch_run_weight_every_example_and_short_runs_are_refused():
+    """N = 1 and N = 37 with batch 16 (the last batch padded): one epoch gives every example a finite
+    posterior-mean weight; fewer steps than an epoch, or a burn-in that leaves no epoch, fail before work."""
+    from jdps.models.mlp import mlp_task
+
+    data, meta, _ = noisy_blobs(37, 6)
+    task, params = mlp_task(0, 2, (4,), 3)
+    for n in (1, 37):
+        pool = {k: v[:n] for k, v in data.items()}
+        state = bads.fit(task, params, pool, meta, key=0, epochs=1, batch_size=16, meta_batch_size=4)
+        w = bads.posterior_mean_weights(state)
+        assert w.shape == (n,) and np.isfinite(w).all() and int(state.step) == -(-n // 16)
+    with pytest.raises(InputError, match="pass steps >= 3 or epochs >= 1"):
+        bads.fit(task, params, data, meta, key=0, steps=2, batch_size=16)
+    with pytest.raises(InputError, match="lower burn_in to at most 3"):
+        bads.fit(task, params, data, meta, key=0, steps=6, batch_size=16, config=bads.BADSConfig(burn_in=5))

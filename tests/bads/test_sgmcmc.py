@@ -120,3 +120,14 @@ def test_non_partitionable_threefry_is_refused():
             sgmcmc.leaf_noise(jax.random.key(0), {"a": jnp.zeros(3)})
     finally:
         jax.config.update("jax_threefry_partitionable", True)
+
+
+def test_rademacher_noise_is_plus_minus_one_with_the_right_moments_and_shape():
+    from jdps.bads.sgmcmc import rademacher
+
+    x = np.asarray(rademacher(jax.random.key(0), (300, 70)))      # 70 = 2 words + 6 signs a row
+    assert x.shape == (300, 70) and set(np.unique(x).tolist()) == {-1.0, 1.0}
+    assert abs(x.mean()) < 4 / np.sqrt(x.size)                    # mean 0 within 4 standard errors
+    corr = np.corrcoef(x[:, :40].T)[np.triu_indices(40, 1)]       # coordinates uncorrelated
+    assert np.abs(corr).max() < 5 / np.sqrt(300)
+    assert np.asarray(rademacher(jax.random.key(1), ())).shape == ()
