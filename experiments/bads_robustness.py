@@ -61,9 +61,11 @@ GRIDS = {
                "meta": (5, 15), "seeds": (10,)},
 }
 HIDDEN, BATCH, META_BATCH, SNAPSHOTS = (256, 128), 128, 100, 4
-# Settings the search compared (each a set of BADSConfig changes); "default" is BADSConfig() itself.
+# Settings the search compared, each a set of changes to the `faithful` preset (the defaults before this
+# study); "default" is BADSConfig() itself, chosen by the search (it is F_T01).
 CANDIDATES = {
     "default": {},
+    "faithful": {},
     "denoise": dict(weight_prior_mean=0.9, weight_prior_std=0.5, rho=4.0, theta_loss="self_normalised", lr=0.05,
                     theta_kernel="sgld", meta_strength=None, temperature=1.0),
     # pSGLD for theta, the meta set weighted like the training set, a cool chain and a prior near 1
@@ -78,9 +80,27 @@ CANDIDATES = {
                 weight_prior_std=0.5, theta_loss="weighted"),
     "P_s03_w": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, weight_prior_mean=0.9,
                     weight_prior_std=0.3, theta_loss="weighted"),
+    # the meta set fills the data mass the weights remove: U / N = rho [sum_B w l / b + (s + 1 - mean_B w) mean l^m]
+    "F": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, weight_prior_mean=0.9,
+              weight_prior_std=0.3, theta_loss="filled", noise="rademacher"),
+    "F_ms05": dict(theta_kernel="psgld", lr=1e-3, meta_strength=0.5, temperature=0.1, weight_prior_mean=0.9,
+                   weight_prior_std=0.3, theta_loss="filled", noise="rademacher"),
+    "F_T01": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                  weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher"),
+    "F_T003": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.03, theta_temperature=0.01,
+                   weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher"),
+    "F_s05": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                  weight_prior_mean=0.9, weight_prior_std=0.5, theta_loss="filled", noise="rademacher"),
+    "F_s04": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                  weight_prior_mean=0.9, weight_prior_std=0.4, theta_loss="filled", noise="rademacher"),
     "P_s03_rad": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, weight_prior_mean=0.9,
                       weight_prior_std=0.3, theta_loss="self_normalised", noise="rademacher"),
 }
+
+
+def candidate(name: str) -> bads.BADSConfig:
+    """BADSConfig() for "default", else the `faithful` preset with CANDIDATES[name]'s changes."""
+    return bads.BADSConfig() if name == "default" else dataclasses.replace(bads.PRESETS["faithful"], **CANDIDATES[name])
 
 
 def split(name: str, noise: str, per_class: int, seed: int, validation: bool, n_pool: int | None = None):
@@ -263,6 +283,27 @@ def table(records: list[dict], command: str, bads_method: str = "bads") -> str:
     return "\n".join(lines)
 
 
+def search_table(records: list[dict]) -> str:
+    """One row per BADS setting over the cells it ran: mean accuracy, mean margin over the best baseline,
+    cells within 1 point of max(uniform, meta_only) and of L2RW, the lowest AUROC under noise."""
+    methods = sorted({m for r in records for m in r["methods"] if m.startswith("bads")})
+    rows = []
+    for m in methods:
+        cells = summarise(records, m)["cells"]
+        if not cells:
+            continue
+        aur = [c["auroc"] for c in cells if c["auroc"] is not None]
+        rows.append([m, len(cells), f"{100 * np.mean([c['accuracy'][m] for c in cells]):.1f}",
+                     f"{100 * np.mean([c['margin'] for c in cells]):+.1f}",
+                     sum(c["vs_floor"] >= -0.01 for c in cells),
+                     sum(c["vs_l2rw"] is not None and c["vs_l2rw"] >= -0.01 for c in cells),
+                     f"{min(aur):.3f}" if aur else "-",
+                     ", ".join(f"{k}={v!r}" for k, v in CANDIDATES.get(m.partition(":")[2], {}).items()) or "-"])
+    header = ["setting", "cells", "mean acc", "mean vs best baseline", ">= floor - 1", ">= L2RW - 1", "min AUROC",
+              "changes to `faithful`"]
+    return markdown_table(header, rows)
+
+
 def heatmap(records: list[dict], path: Path, bads_method: str = "bads") -> None:
     cells = summarise(records, bads_method)["cells"]
     if not cells:
@@ -306,6 +347,8 @@ def main(argv=None) -> int:
                         help="BADS settings to run (default: BADSConfig() alone, reported as `bads`)")
     parser.add_argument("--validation", action="store_true", help="score on a validation split (the search)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the report from the cells saved in <out>_cells, computing none")
     args = parser.parse_args(argv)
     grid = {k: v for k, v in GRIDS[args.grid].items()}
     for key, value in (("datasets", args.datasets), ("noises", args.noises), ("meta", args.meta),
@@ -314,7 +357,7 @@ def main(argv=None) -> int:
             grid[key] = tuple(value)
     if args.validation and any(d in HELD_OUT for d in grid["datasets"]):
         parser.error(f"{HELD_OUT} is kept out of every search: drop it from --datasets with --validation")
-    configs = {name: dataclasses.replace(bads.BADSConfig(), **CANDIDATES[name]) for name in args.configs}
+    configs = {name: candidate(name) for name in args.configs}
     bads_methods = ["bads"] if args.configs == ["default"] else [f"bads:{c}" for c in args.configs]
     if args.configs == ["default"]:
         configs = {"default": configs["default"]}
@@ -325,7 +368,7 @@ def main(argv=None) -> int:
     todo = [(d, n, m, s) for d in grid["datasets"] for n in grid["noises"] for m in grid["meta"] for s in grid["seeds"]]
     for i, (d, n, m, s) in enumerate(todo, 1):
         path = _cell_path(cells, d, n, m, s)
-        if path.exists():
+        if path.exists() or args.report_only:
             continue
         start = time.perf_counter()
         record = run_cell(d, n, m, s, methods, configs, epochs=args.epochs, validation=args.validation,
@@ -335,7 +378,14 @@ def main(argv=None) -> int:
               + ", ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in record["methods"].items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
     records = [r for r in load_cells(cells) if r["epochs"] == args.epochs]
+    if args.report_only:  # the saved cells decide which BADS settings the report shows
+        bads_methods = sorted({m for r in records for m in r["methods"] if m.startswith("bads")})
+        configs = {m.partition(":")[2] or "default": candidate(m.partition(":")[2] or "default") for m in bads_methods
+                   if (m.partition(":")[2] or "default") in CANDIDATES}
     reports = [table(records, command, b) for b in bads_methods]
+    if len(bads_methods) > 1:
+        reports.insert(0, "# The settings compared\n\n" + f"Command: `{command}`\n\n" + search_table(records)
+                       + "\n\nEach setting's cells follow (cells where a setting did not run are left out of its row).")
     write_report(args.out, "\n\n".join(reports), {"command": command, "grid": grid, "records": records,
                                                    "configs": {k: dataclasses.asdict(v) for k, v in configs.items()}})
     heatmap(records, args.out.parent / f"{args.out.name}.png", bads_methods[0])

@@ -112,8 +112,8 @@ def test_influence_and_tracin_scores_match_numpy_gradient_products():
 
 
 def test_bads_weights_every_example_without_a_size_and_ranks_noise_low(tmp_path):
-    sel = selectors.make("bads", TASK, {"w": jnp.zeros((D, C)), "b": jnp.zeros(C)}, epochs=12, batch_size=20,
-                         meta_batch_size=12, burn_in=6)
+    sel = selectors.make("bads", TASK, {"w": jnp.zeros((D, C)), "b": jnp.zeros(C)}, preset="faithful", epochs=12,
+                         batch_size=20, meta_batch_size=12, burn_in=6)  # the SGLD preset: 36 steps move theta enough
     state = sel.fit(POOL, REF, key=0)
     everything = sel.select(state)
     w = bads.posterior_mean_weights(state)

@@ -81,7 +81,7 @@ class BADSState(NamedTuple):
 
 class BADSInfo(NamedTuple):
     """Per step: mean training loss and meta loss of the batch (unweighted), mean batch weight, and
-    whether the new parameters and weights are finite."""
+    whether the batch's losses and new weights are finite (a NaN in theta shows in the next step's losses)."""
 
     loss: jax.Array
     meta_loss: jax.Array
@@ -211,11 +211,12 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         raise InputError("weight_param='network' needs weight_features(params, batch) -> [b, F]")
     integrator = sgmcmc.overdamped_langevin(cfg.noise)
     temp, per_example = cfg.temperature, cfg.weight_param != "network"
+    theta_temp = temp if cfg.theta_temperature is None else cfg.theta_temperature  # theta's (and theta''s) T
     prior = (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
     # the meta set's mean loss enters U / N with weight M / N (its likelihood), or meta_strength * rho
     meta_coef = m_total / n if cfg.meta_strength is None else cfg.meta_strength * cfg.rho
 
-    def langevin(key, position, grad_u_over_n, lr):
+    def langevin(key, position, grad_u_over_n, lr, temp=temp):
         # SGLD on U with step lr / N, given grad(U / N): z + (lr / N) (-N grad) + sqrt(2 T lr / N) n;
         # lr may be a pytree of arrays like position (a diagonal preconditioner)
         steps = jax.tree.map(lambda s: s / n, lr)
@@ -226,12 +227,18 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         there): V <- a V + (1 - a) g^2, step lr / (N (eps + sqrt(V / (1 - a^t)))) per coordinate (RMSprop's
         preconditioner, bias-corrected as Adam's), g = grad(U / N)."""
         if cfg.theta_kernel == "sgld":
-            return langevin(key, position, grad_u_over_n, cfg.lr), v
-        a = cfg.precond_decay
+            return langevin(key, position, grad_u_over_n, cfg.lr, theta_temp), v
+        a, debias = cfg.precond_decay, 1.0 - cfg.precond_decay ** t.astype(jnp.float32)
+        scale = jnp.sqrt(2.0 * theta_temp * cfg.lr / n)   # the noise of step lr h / N at theta's T
+        noise = sgmcmc.leaf_noise(key, position, cfg.noise)
+
         v = jax.tree.map(lambda v, g: a * v + (1 - a) * jnp.square(g), v, grad_u_over_n)
-        debias = 1.0 - a ** t.astype(jnp.float32)
-        steps = jax.tree.map(lambda v: cfg.lr / (cfg.precond_eps + jnp.sqrt(v / debias)), v)
-        return langevin(key, position, grad_u_over_n, steps), v
+
+        def move(z, g, v, e):  # XLA fuses this with V's update: one pass per leaf
+            h = 1.0 / (cfg.precond_eps + jnp.sqrt(v / debias))
+            return z - cfg.lr * h * g + scale * jnp.sqrt(h) * e
+
+        return jax.tree.map(move, position, grad_u_over_n, v, noise), v
 
     def kernel(rng_key, state: BADSState, batch, meta_batch):
         index, mask = _rows(batch, n, "batch")
@@ -252,14 +259,17 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
 
         def train_energy(params):  # minibatch estimate of (rho sum_i w_i l_i + |theta|^2 / 2 sigma^2) / N
             losses = _per_example(loss_fn, params, batch, b, "training")
-            denom = nb if cfg.theta_loss == "weighted" else jnp.maximum((m * w_b).sum(), 1e-12)
+            denom = jnp.maximum((m * w_b).sum(), 1e-12) if cfg.theta_loss == "self_normalised" else nb
             value = cfg.rho * (m * w_b * losses).sum() / denom + _sq_norm(params) / (2 * n * cfg.prior_std**2)
             return value, losses
 
         def theta_energy(params):  # ... plus sum_j l^m_j / N
             value, losses = train_energy(params)
             meta = _per_example(meta_loss_fn, params, meta_batch, meta_mask.shape[0], "meta")
-            return value + meta_coef * (mm * meta).sum() / nbm, (losses, meta)
+            coef = meta_coef
+            if cfg.theta_loss == "filled":  # the meta set fills the data mass the batch weights remove
+                coef = coef + cfg.rho * (1.0 - (m * w_b).sum() / nb)
+            return value + coef * (mm * meta).sum() / nbm, (losses, meta)
 
         (_, (losses, meta)), grad = jax.value_and_grad(theta_energy, has_aux=True)(state.params)
         v_theta, v_shadow = state.precond if state.precond is not None else (None, None)
@@ -313,9 +323,9 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
                                 lambda r: r, ring)  # written on snapshot steps only (once an epoch)
             num_theta = num_theta + take.astype(jnp.int32)
 
-        finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0)))
-        for leaf in jax.tree.leaves(params):
-            finite &= jnp.all(jnp.isfinite(leaf))
+        # the batch's losses (a NaN in theta shows in the next step's) and the new weights: no pass over theta
+        finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0))) & jnp.all(jnp.isfinite(jnp.where(mask, losses, 0.0)))
+        finite &= jnp.all(jnp.isfinite(jnp.where(meta_mask, meta, 0.0)))
         precond = None if state.precond is None else (v_theta, v_shadow)
         new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta, precond)
         info = BADSInfo((m * losses).sum() / nb, (mm * meta).sum() / nbm, (m * w_b).sum() / nb, finite)

@@ -73,7 +73,7 @@ def test_cold_step_matches_numpy(theta_loss, meta_strength, kernel):
     """T = 0: theta and the batch weights move by their gradients; the rest stays; reflection at 0 and 1.
     meta_strength s weights the meta set's mean loss by s rho instead of M / N; pSGLD's first step divides
     each coordinate's gradient by eps + sqrt(V / (1 - a)) with V = (1 - a) g^2, i.e. by eps + |g|."""
-    cfg = bads.BADSConfig(temperature=0.0, lr=0.1, weight_lr=0.3, rho=2.0, weight_prior_mean=0.6,
+    cfg = bads.preset("faithful", temperature=0.0, lr=0.1, weight_lr=0.3, rho=2.0, weight_prior_mean=0.6,
                           weight_prior_std=0.8, prior_std=1.5, weight_substeps=1, theta_loss=theta_loss,
                           meta_strength=meta_strength, theta_kernel=kernel)
     sampler, state, batch, meta_batch, data, meta = _setup(cfg, weights=Z0, step=3)
@@ -105,7 +105,7 @@ def test_cold_step_matches_numpy(theta_loss, meta_strength, kernel):
 
 def test_substeps_integrate_the_visit():
     """K sub-steps of weight_lr / K each, reflecting after each (T = 0)."""
-    cfg = bads.BADSConfig(temperature=0.0, weight_lr=0.6, rho=3.0, weight_substeps=4)
+    cfg = bads.preset("faithful", temperature=0.0, weight_lr=0.6, rho=3.0, weight_substeps=4)
     sampler, state, batch, meta_batch, data, _ = _setup(cfg, weights=Z0)
     new, _ = jax.jit(sampler.step)(jax.random.key(1), state, batch, meta_batch)
     rows = INDEX[:3]
@@ -119,7 +119,7 @@ def test_substeps_integrate_the_visit():
 @pytest.mark.parametrize("substeps", [1, 5])
 def test_lazy_noise_variance_is_the_missed_steps(substeps):
     """Var z_i' = 2 eta_w T (t - last_i), eta_w = weight_lr b / N: the noise of every step missed."""
-    cfg = bads.BADSConfig(temperature=0.5, weight_lr=1e-3, rho=1.0, weight_substeps=substeps)
+    cfg = bads.preset("faithful", temperature=0.5, weight_lr=1e-3, rho=1.0, weight_substeps=substeps)
     last = np.array([0, 9, 0, 0, 3, 0, 0, 0])  # examples 1, 4, 6 last moved 1, 7 and 10 steps ago
     sampler, state, batch, meta_batch, *_ = _setup(cfg, weights=np.full(N, 0.5), step=10, last_visit=last)
     keys = jax.random.split(jax.random.key(5), 8000)
@@ -131,7 +131,7 @@ def test_lazy_noise_variance_is_the_missed_steps(substeps):
 
 
 def test_exact_offbatch_moves_every_weight():
-    cfg = bads.BADSConfig(temperature=0.0, weight_lr=0.2, rho=1.5, offbatch="exact", weight_prior_mean=0.7)
+    cfg = bads.preset("faithful", temperature=0.0, weight_lr=0.2, rho=1.5, offbatch="exact", weight_prior_mean=0.7)
     sampler, state, batch, meta_batch, data, _ = _setup(cfg, weights=Z0)
     new, _ = jax.jit(sampler.step)(jax.random.key(1), state, batch, meta_batch)
     rows = INDEX[:3]
@@ -141,7 +141,7 @@ def test_exact_offbatch_moves_every_weight():
     drift[rows] += (N / 4) * 1.5 * losses
     np.testing.assert_allclose(new.chain, _reflect(Z0 - eta_w * drift), rtol=1e-5, atol=1e-6)
     assert new.last_visit is None
-    hot = bads.as_top_level_api(sq_loss, None, N, M, bads.BADSConfig(weight_lr=0.01, offbatch="exact"))
+    hot = bads.as_top_level_api(sq_loss, None, N, M, bads.preset("faithful", weight_lr=0.01, offbatch="exact"))
     state = hot.init(jax.random.key(0), PARAMS)
     keys = jax.random.split(jax.random.key(2), 8000)
     z = jax.jit(jax.vmap(lambda k: hot.step(k, state, batch, meta_batch)[0].chain))(keys)
@@ -150,7 +150,7 @@ def test_exact_offbatch_moves_every_weight():
 
 def test_logit_parametrisation_includes_the_jacobian():
     """u' = u - weight_lr [w(1-w)(rho l + (w - beta)/sigma^2) - (1 - 2w)], w = sigmoid(u)."""
-    cfg = bads.BADSConfig(temperature=0.0, weight_lr=0.5, rho=2.0, weight_param="logit", weight_substeps=1)
+    cfg = bads.preset("faithful", temperature=0.0, weight_lr=0.5, rho=2.0, weight_param="logit", weight_substeps=1)
     u0 = np.linspace(-2, 2, N).astype(np.float32)
     sampler, state, batch, meta_batch, data, _ = _setup(cfg, weights=u0)
     new, _ = jax.jit(sampler.step)(jax.random.key(1), state, batch, meta_batch)
@@ -164,7 +164,7 @@ def test_logit_parametrisation_includes_the_jacobian():
 
 
 def test_contrastive_log_z_uses_a_meta_free_chain():
-    cfg = bads.BADSConfig(temperature=0.0, lr=0.1, weight_lr=0.3, rho=1.0, log_z="contrastive", weight_substeps=1)
+    cfg = bads.preset("faithful", temperature=0.0, lr=0.1, weight_lr=0.3, rho=1.0, log_z="contrastive", weight_substeps=1)
     sampler, state, batch, meta_batch, data, meta = _setup(cfg, weights=np.full(N, 0.5))
     shadow = {"w": jnp.array([-0.4, 0.3]), "b": jnp.array(0.0)}
     state = state._replace(shadow=shadow)
@@ -199,7 +199,7 @@ def test_running_means_burn_in_thin_and_window():
     batch = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(N))
     meta_batch = gather({k: jnp.asarray(v) for k, v in meta.items()}, np.arange(M))
     for window in (None, 2):
-        cfg = bads.BADSConfig(burn_in=3, thin=2, avg_window=window, num_theta_samples=2, theta_thin=3)
+        cfg = bads.preset("faithful", burn_in=3, thin=2, avg_window=window, num_theta_samples=2, theta_thin=3)
         sampler = bads.as_top_level_api(sq_loss, None, N, M, cfg)
         state = sampler.init(jax.random.key(0), PARAMS)
         step = jax.jit(sampler.step)
@@ -223,7 +223,7 @@ def test_running_means_burn_in_thin_and_window():
 
 def test_theta_update_equals_blackjax_sgld_at_zero_temperature():
     """With the weights fixed, theta's step is blackjax.sgld on log p = -U with step lr / N."""
-    cfg = bads.BADSConfig(temperature=0.0, lr=0.2, weight_lr=0.0, rho=1.0, prior_std=2.0)
+    cfg = bads.preset("faithful", temperature=0.0, lr=0.2, weight_lr=0.0, rho=1.0, prior_std=2.0)
     sampler, state, batch, meta_batch, data, meta = _setup(cfg)
     full = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(N))
     c = 0.5  # every weight sits at the prior mean
@@ -255,7 +255,7 @@ def test_theta_chain_matches_the_bayesian_linear_regression_posterior(noise):
     Gaussian noise and with +-1 noise of the same covariance (the weak Euler scheme)."""
     n, m, rho, c, sigma, temp, lr = 64, 16, 1.0, 0.5, 1.0, 0.5, 0.04
     data, meta = _regression(n, m, seed=1)
-    cfg = bads.BADSConfig(temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, num_theta_samples=0,
+    cfg = bads.preset("faithful", temperature=temp, lr=lr, weight_lr=0.0, rho=rho, prior_std=sigma, num_theta_samples=0,
                           noise=noise)
     sampler = bads.as_top_level_api(sq_loss, None, n, m, cfg)
     batch = gather({k: jnp.asarray(v) for k, v in data.items()}, np.arange(n))
@@ -295,7 +295,7 @@ def test_denoising_run_ranks_flipped_labels_low(weight_param):
     if weight_param == "network":  # the weight network sees each example's loss (as Meta-Weight-Net does)
         extra = dict(weight_features=lambda p, batch: softmax_loss(p, batch)[:, None], weight_feature_dim=1)
         scales = dict(rho=1.0, weight_prior_std=0.3, net_width=16, net_lr=0.5)  # w ~ beta - rho sigma_w^2 l
-    cfg = bads.BADSConfig(burn_in=64, weight_param=weight_param, **scales)
+    cfg = bads.preset("faithful", burn_in=64, weight_param=weight_param, **scales)
     sampler = bads.as_top_level_api(softmax_loss, None, n, m, cfg, **extra)
     state = sampler.init(jax.random.key(0), params)
     state, info = bads.run_epochs(sampler.step, jax.random.key(1), state, data, meta, 16, 32, 16)
@@ -311,7 +311,7 @@ def test_denoising_run_ranks_flipped_labels_low(weight_param):
 
 def test_divergence_names_the_step_and_the_step_sizes():
     data, meta = _regression(32, 8)
-    sampler = bads.as_top_level_api(sq_loss, None, 32, 8, bads.BADSConfig(lr=1e4))
+    sampler = bads.as_top_level_api(sq_loss, None, 32, 8, bads.preset("faithful", lr=1e4))
     state = sampler.init(jax.random.key(0), PARAMS)
     with pytest.raises(bads.SamplerDivergedError, match=r"diverged at step \d+ .*lr=10000"):
         bads.run_epochs(sampler.step, jax.random.key(1), state, data, meta, 3, 8, 4)
@@ -322,11 +322,11 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(InputError, match="meta"):
         bads.as_top_level_api(sq_loss, None, N, 0)
     with pytest.raises(InputError, match="weight_param"):
-        bads.BADSConfig(weight_param="clip")
+        bads.preset("faithful", weight_param="clip")
     with pytest.raises(InputError, match="weight_prior_std"):
-        bads.BADSConfig(weight_prior="beta", weight_prior_std=0.6)
+        bads.preset("faithful", weight_prior="beta", weight_prior_std=0.6)
     with pytest.raises(InputError, match="weight_features"):
-        bads.as_top_level_api(sq_loss, None, N, M, bads.BADSConfig(weight_param="network"))
+        bads.as_top_level_api(sq_loss, None, N, M, bads.preset("faithful", weight_param="network"))
     sampler = bads.as_top_level_api(sq_loss, None, N, M)
     state = sampler.init(jax.random.key(0), PARAMS)
     batch = {k: jnp.asarray(v[:4]) for k, v in data.items()}
@@ -353,7 +353,7 @@ def test_fit_killed_after_an_epoch_resumes_to_the_uninterrupted_chain(tmp_path):
 
     data, meta, _ = noisy_blobs(64, 16)
     task, params = mlp_task(0, 2, (8,), 3)
-    cfg = bads.BADSConfig(log_z="contrastive", theta_kernel="psgld", lr=1e-3)
+    cfg = bads.preset("faithful", log_z="contrastive", theta_kernel="psgld", lr=1e-3)
     straight = bads.fit(task, params, data, meta, key=3, epochs=3, batch_size=16, meta_batch_size=8, config=cfg)
 
     class Stop(Exception):
@@ -387,4 +387,4 @@ def test_any_pool_size_and_a_one_epoch_run_weight_every_example_and_short_runs_a
     with pytest.raises(InputError, match="pass steps >= 3 or epochs >= 1"):
         bads.fit(task, params, data, meta, key=0, steps=2, batch_size=16)
     with pytest.raises(InputError, match="lower burn_in to at most 3"):
-        bads.fit(task, params, data, meta, key=0, steps=6, batch_size=16, config=bads.BADSConfig(burn_in=5))
+        bads.fit(task, params, data, meta, key=0, steps=6, batch_size=16, config=bads.preset("faithful", burn_in=5))

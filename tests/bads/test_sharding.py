@@ -31,8 +31,8 @@ def main(out, sharded):
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {"w1": jax.random.normal(k1, (d, 8)), "b1": jnp.zeros(8),
               "w2": jax.random.normal(k2, (8, c)) / 3, "b2": jnp.zeros(c)}
-    configs = {"lazy": bads.BADSConfig(burn_in=2, theta_thin=3),
-               "exact": bads.BADSConfig(burn_in=2, offbatch="exact", weight_param="logit",
+    configs = {"lazy": bads.preset("faithful", burn_in=2, theta_thin=3),
+               "exact": bads.preset("faithful", burn_in=2, offbatch="exact", weight_param="logit",
                                         weight_prior="mean_penalty", log_z="contrastive")}
     results = {}
     for name, cfg in configs.items():
