@@ -38,8 +38,18 @@ Runs and reports
     markdown_table(header, rows)         a Markdown table from a header row and rows of cells
     seconds_line(records, methods)       "Seconds a run ...: m1 12, m2 30"
     command_line(module, argv)           the exact command that made a report: python -m <module> ...
-    write_report(out, report, payload)   <out>.md (the report) and <out>.json (the payload)
-    pyplot(), save_figure(fig, path)     matplotlib (Agg) for the figures, and writing one
+    provenance(command, setup=, seeds=, datasets=)   what made a report (jdps version, command, setup,
+                                         seeds, the catalogue datasets read)
+    write_report(out, report, payload, provenance)   <out>.md (the report) and <out>.json (the payload),
+                                         atomically, each with its provenance
+    pyplot(), save_figure(fig, path, provenance=)    matplotlib (Agg) for the figures, and writing one
+                                         (atomically, the provenance in the PNG's Description)
+
+Resume
+    with experiment_run(module, argv, out, setup=, seeds=, checkpoint_dir=) as run:   the command, the
+                                         provenance, a lock on <out>.lock, and run.cells: the finished
+                                         cells of --checkpoint-dir (Cells)
+    Cells(dir, fingerprint).run(fn, seed=0, method=...)   a cell's stored record, or fn()'s, stored
     plot_by_fraction(panels, path, ylabel)  one panel per record set: mean ± std of a value against the
                                          selected fraction (log x), one line per method, the full pool dashed
 """
@@ -47,11 +57,14 @@ Runs and reports
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
+import hashlib
 import json
 import shlex
 import sys
 import time
+import types
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,7 +72,7 @@ from typing import Any
 import numpy as np
 import optax
 
-from jdps import bads, selectors
+from jdps import bads, outputs, selectors
 from jdps.baselines import NAMES, run_baseline
 from jdps.data.catalogue import load
 from jdps.data.corruptions import subsample_groups
@@ -326,12 +339,33 @@ def command_line(module: str, argv=None) -> str:
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
-def write_report(out: Path, report: str, payload: dict) -> None:
-    """Write `report` to <out>.md and `payload` (JSON-serialisable) to <out>.json."""
+def provenance(command: str, *, setup=None, seeds=None, datasets=(), options: dict | None = None) -> dict:
+    """What made a report (`jdps.outputs.provenance`): jdps version, the command, the setup and options,
+    the seeds and the inputs: the catalogue datasets read, each by its size as the catalogue records it."""
+    from jdps.data.catalogue import CATALOGUE
+
+    inputs = {f"catalogue:{d}": (f"{CATALOGUE[d].source}, {CATALOGUE[d].examples} examples, "
+                                 f"{CATALOGUE[d].size_bytes} bytes") if d in CATALOGUE else "?" for d in datasets}
+    opts = {**({"setup": dataclasses.asdict(setup)} if dataclasses.is_dataclass(setup) else {}), **(options or {})}
+    return outputs.provenance(command=command, options=opts, seed=seeds, inputs=inputs)
+
+
+def _default_provenance(payload: dict) -> dict:
+    """A report written without a provenance still records the jdps version, the command and the setup."""
+    command = payload.get("command") if isinstance(payload, dict) else None
+    options = {"setup": payload["setup"]} if isinstance(payload, dict) and "setup" in payload else {}
+    return outputs.provenance(command=command or shlex.join(["python", *sys.argv]), options=options)
+
+
+def write_report(out: Path, report: str, payload: dict, provenance: dict | None = None) -> None:
+    """Write `report` to <out>.md and `payload` (JSON-serialisable) to <out>.json, each atomically (a
+    temporary file renamed into place) and with its provenance: the .md's last line, the .json's key
+    `provenance` (default: the jdps version, payload["command"] or this process's, payload["setup"])."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(report)
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    prov = _default_provenance(payload) if provenance is None else provenance
+    outputs.write_text(out.with_suffix(".md"), report, prov)
+    outputs.write_json(out.with_suffix(".json"), payload, prov)
 
 
 def pyplot():
@@ -344,14 +378,112 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    """Lay `fig` out tightly, write it to `path` (PNG) and close it."""
+def save_figure(fig, path: Path, dpi: int = 120, provenance: dict | None = None) -> None:
+    """Lay `fig` out tightly, write it to `path` (PNG, atomically; the provenance, default the jdps version
+    and this process's command, in its `Description` text chunk) and close it."""
+    prov = provenance or outputs.provenance(command=shlex.join(["python", *sys.argv]))
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+    try:
+        with outputs.atomic(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png",
+                        metadata={"Software": f"jdps {prov['jdps']}", "Description": json.dumps(prov, default=str)})
+    finally:
+        pyplot().close(fig)
 
 
-def plot_by_fraction(panels, path: Path, ylabel: str) -> None:
+# --- resume: finished cells, and one writer per report ---------------------------------------------------
+
+class Cells:
+    """The finished cells of an experiment in `directory` (its --checkpoint-dir), one JSON file each, written
+    atomically: `run(fn, seed=0, method="gtp-omp", ...)` returns the cell's stored record, or computes
+    fn() and stores it, so a killed experiment re-run with the same directory skips what it finished and
+    ends with the records of an uninterrupted run. A directory made with another `fingerprint` (the setup
+    and the options that change results) is refused. directory None: nothing is stored, every cell runs."""
+
+    FINGERPRINT = "fingerprint.json"
+
+    def __init__(self, directory: Path | str | None, fingerprint: dict):
+        self.directory = None if directory is None else Path(directory)
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        if self.directory is None:
+            return
+        if self.directory.exists() and not self.directory.is_dir():
+            raise InputError(f"--checkpoint-dir {self.directory} is a file; pass a directory (created if missing)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(".*.tmp"):    # left by a write killed mid-way
+            stale.unlink(missing_ok=True)
+        path = self.directory / self.FINGERPRINT
+        if path.exists():
+            have = json.loads(path.read_text())
+            if have != self.fingerprint:
+                keys = sorted(k for k in set(have) | set(self.fingerprint) if have.get(k) != self.fingerprint.get(k))
+                raise InputError(f"--checkpoint-dir {self.directory} holds the cells of another setup (they differ "
+                                 f"in {keys}); pass another directory, or delete this one to start over")
+        elif any(self.directory.glob("*.cell.json")):
+            raise InputError(f"--checkpoint-dir {self.directory} holds cells without a fingerprint; pass an empty "
+                             "or new directory")
+        else:
+            outputs.write_json(path, self.fingerprint)
+
+    def _path(self, parts: dict) -> Path:
+        key = json.dumps(parts, sort_keys=True, default=str)
+        slug = "_".join(f"{k}={v}" for k, v in sorted(parts.items()))
+        slug = "".join(c if c.isalnum() or c in "._=-" else "-" for c in slug)[:120]
+        return self.directory / f"{slug}.{hashlib.sha256(key.encode()).hexdigest()[:10]}.cell.json"
+
+    def get(self, **parts):
+        """The stored record of the cell `parts`, or None."""
+        if self.directory is None:
+            return None
+        path = self._path(parts)
+        if not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None                                  # unreadable: computed again
+        return stored["record"] if stored.get("cell") == json.loads(json.dumps(parts, default=str)) else None
+
+    def put(self, record, **parts):
+        """Store `record` (JSON-serialisable) as the cell `parts`; returns it as read back (JSON types)."""
+        plain = json.loads(json.dumps(record, default=_plain))
+        if self.directory is not None:
+            outputs.write_json(self._path(parts), {"cell": parts, "record": plain})
+        return plain
+
+    def run(self, fn, **parts):
+        """The cell's stored record, else fn()'s, stored."""
+        stored = self.get(**parts)
+        return stored if stored is not None else self.put(fn(), **parts)
+
+    def done(self, **parts) -> bool:
+        return self.get(**parts) is not None
+
+
+def _plain(x):
+    """numpy scalars and arrays as JSON values."""
+    return x.tolist() if isinstance(x, (np.ndarray, np.generic)) else str(x)
+
+
+@contextlib.contextmanager
+def experiment_run(module: str, argv, out: Path, *, setup, seeds, datasets=(), checkpoint_dir=None,
+                   options: dict | None = None):
+    """The frame of an experiment's main: the command that made it, the reports' provenance, an fcntl lock
+    on <out>.lock (and on <checkpoint_dir>.lock) so two runs cannot interleave their reports, and the
+    `Cells` of --checkpoint-dir (fingerprint: the module, the setup and `options`). Yields an object with
+    .command, .provenance and .cells."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = command_line(module, argv)
+    prov = provenance(command, setup=setup, seeds=list(seeds), datasets=datasets, options=options)
+    locked = [out] + ([Path(checkpoint_dir)] if checkpoint_dir is not None else [])
+    with outputs.OutputLock(locked, what="report"):
+        outputs.remove_stale_temporaries(out)                # .<out>.md.<random>.tmp of a killed write
+        fingerprint = {"experiment": module, "setup": dataclasses.asdict(setup), "options": options or {}}
+        yield types.SimpleNamespace(command=command, provenance=prov, cells=Cells(checkpoint_dir, fingerprint))
+
+
+def plot_by_fraction(panels, path: Path, ylabel: str, provenance: dict | None = None) -> None:
     """panels: [(title, records, methods, value)], value(record) -> float; records carry 'method' and
     'fraction' (the method 'full' is drawn as a dashed line). Writes a small PNG to `path`."""
     fig, axes = pyplot().subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
@@ -371,4 +503,4 @@ def plot_by_fraction(panels, path: Path, ylabel: str) -> None:
         ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
-    save_figure(fig, path, dpi=100)
+    save_figure(fig, path, dpi=100, provenance=provenance)

@@ -30,8 +30,10 @@ many are redundant (a second or later pick from one group of near-duplicates).
     python -m experiments.gtp_coreset                       # both pools, 3 seeds
     python -m experiments.gtp_coreset --seeds 0 --pools dup --fractions 0.01
 
-writes `<out>.md`, `<out>.json` and `<out>.png` (accuracy against the fraction); `--out` defaults to
-experiments/results/gtp_coreset.
+writes `<out>.md`, `<out>.json` and `<out>.png` (accuracy against the fraction), each with its
+provenance; `--out` defaults to experiments/results/gtp_coreset. With `--checkpoint-dir DIR` every
+finished cell (pool, seed, method, fraction) is kept in DIR and a re-run of the command skips it
+(`experiments.common.Cells`): a killed run resumes to the records of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ import numpy as np
 
 from experiments.common import (
     RESULTS,
+    Cells,
     adam,
-    command_line,
+    experiment_run,
     fit_selector,
     markdown_table,
     mean_std,
@@ -115,45 +118,61 @@ def duplicates(indices, group) -> tuple[int, int]:
     return len(g), int(len(g) - len(np.unique(g)))
 
 
-def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train=None, test=None) -> list[dict]:
-    """Every method at every fraction on one pool draw; one record each (plus `full`)."""
+def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train=None, test=None,
+        cells: Cells | None = None) -> list[dict]:
+    """Every method at every fraction on one pool draw; one record each (plus `full`). With `cells` (the
+    --checkpoint-dir) each finished record is kept, and a re-run computes only the missing ones (the
+    warm-up and the features only when one is missing)."""
+    cells = Cells(None, {}) if cells is None else cells
     x, y, group = make_pool(setup, seed, pool == "dup", train)
-    test = load("fashion_mnist", "test") if test is None else test
-    test = {"x": np.asarray(test.x), "y": np.asarray(test.y)}
     data = {"x": x, "y": y}
-    task, params = mlp(setup.hidden, seed)
-    checkpoints, warmup_s = timed(warmup_checkpoints, task, params, data, epochs=setup.warmup_epochs, seed=seed,
-                                  batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
-    fitted = {"gtp": fit_selector("gtp", task, checkpoints, data, key=seed,
-                                  fit_options={"d": setup.d, "grad_form": "factored"}),
-              "random": fit_selector("random", None, None, data, key=seed)}
-    log(f"[{pool} seed {seed}] features {fitted['gtp'].state.features.shape} in "
-        f"{warmup_s + fitted['gtp'].fit_s:.0f}s")
-    _, init = mlp(setup.hidden, seed + 1000)
+    fitted = {}
 
-    def accuracy(indices, weights):
-        params = train_subset(task, init, data, indices, weights, seed=seed, steps=setup.steps,
-                              batch_size=setup.batch_size, optimizer=adam(LR))
-        return evaluate(task, params, test)["accuracy"]
+    def prepared():
+        """The warm-up, the fitted selectors and the subset trainer, made on first use."""
+        if not fitted:
+            task, params = mlp(setup.hidden, seed)
+            checkpoints, warmup_s = timed(warmup_checkpoints, task, params, data, epochs=setup.warmup_epochs,
+                                          seed=seed, batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
+            fitted["gtp"] = fit_selector("gtp", task, checkpoints, data, key=seed,
+                                         fit_options={"d": setup.d, "grad_form": "factored"})
+            fitted["random"] = fit_selector("random", None, None, data, key=seed)
+            log(f"[{pool} seed {seed}] features {fitted['gtp'].state.features.shape} in "
+                f"{warmup_s + fitted['gtp'].fit_s:.0f}s")
+            _, init = mlp(setup.hidden, seed + 1000)
+            held_out = load("fashion_mnist", "test") if test is None else test
+            held_out = {"x": np.asarray(held_out.x), "y": np.asarray(held_out.y)}
+
+            def accuracy(indices, weights):
+                params = train_subset(task, init, data, indices, weights, seed=seed, steps=setup.steps,
+                                      batch_size=setup.batch_size, optimizer=adam(LR))
+                return evaluate(task, params, held_out)["accuracy"]
+            fitted["accuracy"] = accuracy
+        return fitted
 
     copies = group[group >= 0]
-    records = [{"pool": pool, "seed": seed, "method": "full", "fraction": 1.0, "k": len(x), "count": len(x),
-                "accuracy": accuracy(np.arange(len(x)), None), "copies": len(copies),
-                "redundant": len(copies) - len(np.unique(copies)), "seconds": 0.0}]
+    records = [cells.run(lambda: {"pool": pool, "seed": seed, "method": "full", "fraction": 1.0, "k": len(x),
+                                  "count": len(x), "accuracy": prepared()["accuracy"](np.arange(len(x)), None),
+                                  "copies": len(copies), "redundant": len(copies) - len(np.unique(copies)),
+                                  "seconds": 0.0},
+                         pool=pool, seed=seed, method="full")]
     log(records[-1])
     for fraction in fractions:
         k = int(np.ceil(fraction * len(x)))
         for method in methods:
             if method == "gtp-cosamp" and k > setup.cosamp_max_k:
                 continue
-            name, options, unit = SELECTORS[method]
-            sel = fitted[name].select(budget=k, key=seed, **options)
-            n_copies, redundant = duplicates(sel.indices, group)
-            records.append({"pool": pool, "seed": seed, "method": method, "fraction": fraction, "k": k,
-                            "count": len(sel), "accuracy": accuracy(sel.indices, None if unit else sel.weights),
-                            "copies": n_copies, "redundant": redundant, "seconds": sel.info["select_s"],
-                            "stop_reason": sel.info.get("stop_reason", "-"),
-                            "relative_residual": sel.info.get("relative_residual")})
+
+            def cell(method=method, k=k, fraction=fraction):
+                name, options, unit = SELECTORS[method]
+                sel = prepared()[name].select(budget=k, key=seed, **options)
+                n_copies, redundant = duplicates(sel.indices, group)
+                return {"pool": pool, "seed": seed, "method": method, "fraction": fraction, "k": k,
+                        "count": len(sel), "accuracy": prepared()["accuracy"](sel.indices, None if unit else sel.weights),
+                        "copies": n_copies, "redundant": redundant, "seconds": sel.info["select_s"],
+                        "stop_reason": sel.info.get("stop_reason", "-"),
+                        "relative_residual": sel.info.get("relative_residual")}
+            records.append(cells.run(cell, pool=pool, seed=seed, method=method, fraction=fraction))
             log(records[-1])
     return records
 
@@ -210,12 +229,12 @@ def table(records, setup: Setup, command: str) -> str:
     return "\n".join(lines)
 
 
-def figure(records, path: Path) -> None:
+def figure(records, path: Path, provenance: dict | None = None) -> None:
     """Test accuracy against the selected fraction, one panel per pool."""
     pools = [p for p in ("clean", "dup") if any(r["pool"] == p for r in records)]
     names = {"clean": "Fashion-MNIST pool", "dup": "pool with planted near-duplicates"}
     plot_by_fraction([(names[p], [r for r in records if r["pool"] == p], METHODS, lambda r: 100 * r["accuracy"])
-                      for p in pools], path, "test accuracy (%)")
+                      for p in pools], path, "test accuracy (%)", provenance)
 
 
 def main(argv=None) -> int:
@@ -228,17 +247,22 @@ def main(argv=None) -> int:
     parser.add_argument("--cosamp-max-k", type=int, default=FULL.cosamp_max_k,
                         help="run CoSaMP only for budgets up to this")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished cell (pool, seed, method, fraction) in DIR; the same command with "
+                             "the same DIR skips them (a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     setup = replace(FULL, n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
-    command = command_line("experiments.gtp_coreset", argv)
+    with experiment_run("experiments.gtp_coreset", argv, args.out, setup=setup, seeds=args.seeds,
+                        datasets=["fashion_mnist"], checkpoint_dir=args.checkpoint_dir) as ex:
+        def save(records):
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
-    def save(records):
-        write_report(args.out, table(records, setup, command), {"setup": asdict(setup), "records": records})
-        figure(records, args.out.parent / f"{args.out.name}.png")
-
-    records = run_seeds(args.seeds, lambda seed: [r for pool in args.pools
-                                                  for r in run(pool, seed, args.fractions, args.methods, setup)], save)
-    print(table(records, setup, command))
+        records = run_seeds(args.seeds, lambda seed: [
+            r for pool in args.pools for r in run(pool, seed, args.fractions, args.methods, setup, cells=ex.cells)],
+            save)
+    print(table(records, setup, ex.command))
     return 0
 
 

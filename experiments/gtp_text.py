@@ -26,8 +26,9 @@ and the share of each selection drawn from the target domain.
     python -m experiments.gtp_text                   # 3 seeds
     python -m experiments.gtp_text --seeds 0
 
-writes `<out>.md`, `<out>.json` and `<out>.png` (target loss against the fraction); `--out` defaults to
-experiments/results/gtp_text.
+writes `<out>.md`, `<out>.json` and `<out>.png` (target loss against the fraction), each with its
+provenance; `--out` defaults to experiments/results/gtp_text. With `--checkpoint-dir DIR` every finished
+cell (seed, protocol, method, fraction) is kept in DIR and a re-run of the command skips it.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ import numpy as np
 
 from experiments.common import (
     RESULTS,
+    Cells,
     adam,
-    command_line,
+    experiment_run,
     fit_selector,
     lm_task,
     markdown_table,
@@ -102,36 +104,56 @@ def make_data(setup: Setup, seed: int):
                         meta_docs=setup.target_docs, test_docs=setup.test_docs, seed=seed)
 
 
-def run(seed: int, fractions, methods, setup: Setup, log=print, data=None) -> list[dict]:
-    """Every method at every fraction on one seed's data; one record each (plus `full`)."""
-    pool_ds, target_ds, test_ds = make_data(setup, seed) if data is None else data
-    pool, target, test = ({"x": np.asarray(d.x)} for d in (pool_ds, target_ds, test_ds))
-    domain = np.asarray(pool_ds.columns["domain"])
-    target_domain = list(pool_ds.info.domain_names).index(setup.target)
-    task, params = lm_task(setup, seed)
-    checkpoints, warmup_s = timed(warmup_checkpoints, task, params, pool, epochs=setup.warmup_epochs, seed=seed,
-                                  batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
-    fitted = {"gtp": fit_selector("gtp", task, checkpoints, pool, target, key=seed,
-                                  fit_options={"d": setup.d, "grad_form": "factored"}),
-              "random": fit_selector("random", None, None, pool, key=seed)}
-    log(f"[seed {seed}] features {fitted['gtp'].state.features.shape} in {warmup_s + fitted['gtp'].fit_s:.0f}s")
-    _, fresh = lm_task(setup, seed + 1000)
-    protocols = {"scratch": (fresh, setup.steps, LR), "finetune": (checkpoints[-1], setup.finetune_steps,
-                                                                     setup.finetune_lr)}
+def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells: Cells | None = None) -> list[dict]:
+    """Every method at every fraction on one seed's data; one record each (plus `full`). With `cells` (the
+    --checkpoint-dir) each finished record is kept, and a re-run computes only the missing ones (the data,
+    the warm-up and the features only when one is missing)."""
+    cells = Cells(None, {}) if cells is None else cells
+    ready = {}
 
-    def loss(protocol, indices, weights):
-        init, steps, lr = protocols[protocol]
-        params = train_subset(task, init, pool, indices, weights, seed=seed, steps=steps,
-                              batch_size=setup.batch_size, optimizer=adam(lr))
-        return evaluate(task, params, test)["loss"]
+    def prepared():
+        """The data, the warm-up, the fitted selectors and the two training protocols, made on first use."""
+        if ready:
+            return ready
+        pool_ds, target_ds, test_ds = make_data(setup, seed) if data is None else data
+        pool, target, test = ({"x": np.asarray(d.x)} for d in (pool_ds, target_ds, test_ds))
+        domain = np.asarray(pool_ds.columns["domain"])
+        target_domain = list(pool_ds.info.domain_names).index(setup.target)
+        task, params = lm_task(setup, seed)
+        checkpoints, warmup_s = timed(warmup_checkpoints, task, params, pool, epochs=setup.warmup_epochs, seed=seed,
+                                      batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
+        fitted = {"gtp": fit_selector("gtp", task, checkpoints, pool, target, key=seed,
+                                      fit_options={"d": setup.d, "grad_form": "factored"}),
+                  "random": fit_selector("random", None, None, pool, key=seed)}
+        log(f"[seed {seed}] features {fitted['gtp'].state.features.shape} in {warmup_s + fitted['gtp'].fit_s:.0f}s")
+        _, fresh = lm_task(setup, seed + 1000)
+        protocols = {"scratch": (fresh, setup.steps, LR), "finetune": (checkpoints[-1], setup.finetune_steps,
+                                                                         setup.finetune_lr)}
 
-    n = len(pool["x"])
-    share = float((domain == target_domain).mean())
-    records = [{"seed": seed, "protocol": "finetune", "method": "warm-up model", "fraction": 0.0, "k": 0,
-                "count": 0, "loss": evaluate(task, checkpoints[-1], test)["loss"], "target_share": share}]
-    for protocol in protocols:
-        records.append({"seed": seed, "protocol": protocol, "method": "full", "fraction": 1.0, "k": n, "count": n,
-                        "loss": loss(protocol, np.arange(n), None), "target_share": share})
+        def loss(protocol, indices, weights):
+            init, steps, lr = protocols[protocol]
+            params = train_subset(task, init, pool, indices, weights, seed=seed, steps=steps,
+                                  batch_size=setup.batch_size, optimizer=adam(lr))
+            return evaluate(task, params, test)["loss"]
+
+        ready.update(pool=pool, domain=domain, target_domain=target_domain, task=task, checkpoints=checkpoints,
+                     fitted=fitted, loss=loss, test=test, n=len(pool["x"]),
+                     share=float((domain == target_domain).mean()))
+        return ready
+
+    def warm_up_record():
+        r = prepared()
+        return {"seed": seed, "protocol": "finetune", "method": "warm-up model", "fraction": 0.0, "k": 0,
+                "count": 0, "loss": evaluate(r["task"], r["checkpoints"][-1], r["test"])["loss"],
+                "target_share": r["share"]}
+
+    records = [cells.run(warm_up_record, seed=seed, method="warm-up model")]
+    n = cells.run(lambda: {"n": prepared()["n"]}, seed=seed, what="pool size")["n"]
+    for protocol in ("scratch", "finetune"):
+        records.append(cells.run(lambda protocol=protocol: {
+            "seed": seed, "protocol": protocol, "method": "full", "fraction": 1.0, "k": n, "count": n,
+            "loss": prepared()["loss"](protocol, np.arange(n), None), "target_share": prepared()["share"]},
+            seed=seed, protocol=protocol, method="full"))
         log(records[-1])
     for fraction in fractions:
         k = int(np.ceil(fraction * n))
@@ -139,12 +161,20 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None) -> li
             if method == "gtp-cosamp" and k > setup.cosamp_max_k:
                 continue
             name, options, unit = SELECTORS[method]
-            sel = fitted[name].select(budget=k, key=seed, **options)
-            for protocol in protocols:
-                records.append({"seed": seed, "protocol": protocol, "method": method, "fraction": fraction, "k": k,
-                                "count": len(sel), "loss": loss(protocol, sel.indices, None if unit else sel.weights),
-                                "target_share": float((domain[sel.indices] == target_domain).mean()),
-                                "stop_reason": sel.info.get("stop_reason", "-")})
+            selection = {}
+
+            def sel(name=name, options=options, k=k, selection=selection):
+                if not selection:
+                    selection["sel"] = prepared()["fitted"][name].select(budget=k, key=seed, **options)
+                return selection["sel"]
+            for protocol in ("scratch", "finetune"):
+                def cell(protocol=protocol, method=method, fraction=fraction, k=k, unit=unit, sel=sel):
+                    r, s = prepared(), sel()
+                    return {"seed": seed, "protocol": protocol, "method": method, "fraction": fraction, "k": k,
+                            "count": len(s), "loss": r["loss"](protocol, s.indices, None if unit else s.weights),
+                            "target_share": float((r["domain"][s.indices] == r["target_domain"]).mean()),
+                            "stop_reason": s.info.get("stop_reason", "-")}
+                records.append(cells.run(cell, seed=seed, protocol=protocol, method=method, fraction=fraction))
                 log(records[-1])
     return records
 
@@ -185,11 +215,11 @@ def table(records, setup: Setup, command: str) -> str:
     return "\n".join(lines)
 
 
-def figure(records, path: Path) -> None:
+def figure(records, path: Path, provenance: dict | None = None) -> None:
     """Target test loss against the selected fraction, one panel per protocol."""
     panels = [(name, [r for r in records if r.get("protocol", "scratch") == protocol], METHODS, lambda r: r["loss"])
               for protocol, name in (("scratch", "from scratch"), ("finetune", "fine-tuning the warm-up model"))]
-    plot_by_fraction(panels, path, "target test loss (nats per byte)")
+    plot_by_fraction(panels, path, "target test loss (nats per byte)", provenance)
 
 
 def main(argv=None) -> int:
@@ -198,16 +228,21 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.005, 0.01, 0.05])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished cell (seed, protocol, method, fraction) in DIR; the same command "
+                             "with the same DIR skips them (a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     setup = FULL
-    command = command_line("experiments.gtp_text", argv)
+    with experiment_run("experiments.gtp_text", argv, args.out, setup=setup, seeds=args.seeds,
+                        datasets=["kjv", "brown", "spam_assassin"], checkpoint_dir=args.checkpoint_dir) as ex:
+        def save(records):
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
-    def save(records):
-        write_report(args.out, table(records, setup, command), {"setup": asdict(setup), "records": records})
-        figure(records, args.out.parent / f"{args.out.name}.png")
-
-    records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup), save)
-    print(table(records, setup, command))
+        records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup, cells=ex.cells),
+                            save)
+    print(table(records, setup, ex.command))
     return 0
 
 

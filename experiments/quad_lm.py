@@ -69,8 +69,9 @@ reported, mean ± std over seeds.
     python -m experiments.quad_lm                    # 3 seeds
     python -m experiments.quad_lm --seeds 0 --demo   # a small, quick run
 
-writes `<out>.md`, `<out>.json` and `<out>.png` (reference-mix loss per method at 10% and 25%); `--out`
-defaults to experiments/results/quad_lm.
+writes `<out>.md`, `<out>.json` and `<out>.png` (reference-mix loss per method at 10% and 25%), each
+with its provenance; `--out` defaults to experiments/results/quad_lm. With `--checkpoint-dir DIR` every
+finished cell (seed, method, fraction) is kept in DIR and a re-run of the command skips it.
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ import numpy as np
 
 from experiments.common import (
     RESULTS,
+    Cells,
     adam,
-    command_line,
     corpus,
+    experiment_run,
     fit_selector,
     lm_task,
     markdown_table,
@@ -314,21 +316,33 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
                  "influence_cosine_means": summary}
 
 
-def run(seed: int, fractions, methods, setup: Setup, log=print) -> list[dict]:
-    """One record per method and fraction (and `full`) for one seed."""
-    data = make_data(setup, seed)
-    n = len(data["x"])
-    log(f"[seed {seed}] pool {n} windows (kinds {np.bincount(data['kind'], minlength=4).tolist()}), "
-        f"reference {len(data['reference'])}, validation {sum(len(v) for v in data['validation'].values())}")
-    selections, meta = select_all(data, setup, seed, fractions, methods, log)
-    task, init = lm_task(setup, seed + 1000)
-    jobs = [("full", 1.0, np.arange(n), np.ones(n), {"fraction_scored": 0.0})]
-    jobs += [(m, f, *selections[(m, f)]) for f in fractions for m in methods]
-    records = []
-    for m, f, idx, w, info in jobs:
-        params, train_s = timed(train_subset, task, init, {"x": data["x"]}, idx, w, seed=seed, steps=setup.steps,
-                                batch_size=setup.batch_size, optimizer=adam(setup.lr), repeat=True)
-        losses = validation_losses(task, params, data["validation"], setup.target)
+def run(seed: int, fractions, methods, setup: Setup, log=print, cells: Cells | None = None) -> list[dict]:
+    """One record per method and fraction (and `full`) for one seed. With `cells` (the --checkpoint-dir)
+    each finished record is kept, and a re-run computes only the missing ones (the data and the
+    selections only when one is missing)."""
+    cells = Cells(None, {}) if cells is None else cells
+    ready = {}
+
+    def prepared():
+        """The data, every selection, the facts of the seed and the fresh LM, made on first use."""
+        if not ready:
+            data = make_data(setup, seed)
+            log(f"[seed {seed}] pool {len(data['x'])} windows (kinds {np.bincount(data['kind'], minlength=4).tolist()}), "
+                f"reference {len(data['reference'])}, validation {sum(len(v) for v in data['validation'].values())}")
+            selections, meta = select_all(data, setup, seed, fractions, methods, log)
+            task, init = lm_task(setup, seed + 1000)
+            ready.update(data=data, selections=selections, meta=meta, task=task, init=init)
+            cells.put({"times": meta["times"], "influence_cosine_means": meta["influence_cosine_means"]},
+                      seed=seed, what="facts", methods=list(methods), fractions=list(fractions))
+        return ready
+
+    def cell(m, f):
+        r = prepared()
+        data, meta, n = r["data"], r["meta"], len(r["data"]["x"])
+        idx, w, info = (np.arange(n), np.ones(n), {"fraction_scored": 0.0}) if m == "full" else r["selections"][(m, f)]
+        params, train_s = timed(train_subset, r["task"], r["init"], {"x": data["x"]}, idx, w, seed=seed,
+                                steps=setup.steps, batch_size=setup.batch_size, optimizer=adam(setup.lr), repeat=True)
+        losses = validation_losses(r["task"], params, data["validation"], setup.target)
         kinds = np.bincount(data["kind"][idx], minlength=len(KINDS))
         doms = np.bincount(data["domain"][idx], minlength=len(setup.domains))
         rec = {"seed": seed, "method": m, "fraction": f, "k": math.ceil(f * n), "count": len(idx),
@@ -338,13 +352,20 @@ def run(seed: int, fractions, methods, setup: Setup, log=print) -> list[dict]:
                "target_share": float(np.isin(data["domain"][idx], [setup.domains.index(d) for d in setup.target])
                                      [data["kind"][idx] == 0].sum() / len(idx)),
                "info": info, "train_s": train_s}
-        records.append(rec)
         log(f"[seed {seed}] {m:10s} {100 * f:5.1f}%  count {len(idx):5d}  ref-mix {losses['reference mix']:.3f}  "
             f"scored {info['fraction_scored']:.3f}  clusters {rec['clusters_covered']}/{meta['n_clusters']}  "
             f"low-quality {kinds[1:].tolist()}  ({rec['train_s']:.0f}s)")
+        return rec
+
+    jobs = [("full", 1.0)] + [(m, f) for f in fractions for m in methods]
+    records = [cells.run(lambda m=m, f=f: cell(m, f), seed=seed, method=m, fraction=f) for m, f in jobs]
+    facts = cells.get(seed=seed, what="facts", methods=list(methods), fractions=list(fractions))
+    if facts is None:
+        meta = prepared()["meta"]
+        facts = {"times": meta["times"], "influence_cosine_means": meta["influence_cosine_means"]}
     for r in records:
-        r["times"] = meta["times"]
-    records[0]["influence_cosine_means"] = meta["influence_cosine_means"]
+        r["times"] = facts["times"]
+    records[0]["influence_cosine_means"] = facts["influence_cosine_means"]
     return records
 
 
@@ -397,7 +418,7 @@ def table(records, setup: Setup, command: str) -> str:
         markdown_table(["step", "seconds"], time_row), ""])
 
 
-def figure(records, path: Path) -> None:
+def figure(records, path: Path, provenance: dict | None = None) -> None:
     """Bars: the reference-mix loss per method at each fraction (mean ± std), the full pool as a line."""
     fractions = sorted({r["fraction"] for r in records if r["method"] != "full"})
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
@@ -417,7 +438,7 @@ def figure(records, path: Path) -> None:
     ax.set_xticks(np.arange(len(methods)), methods)
     ax.set_ylabel("reference-mix validation loss\n(nats per byte)")
     ax.legend(fontsize=8)
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=110, provenance=provenance)
 
 
 def main(argv=None) -> int:
@@ -427,16 +448,21 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--demo", action="store_true", help="a small pool and budget (a quick check)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished cell (seed, method, fraction) in DIR; the same command with the "
+                             "same DIR skips them (a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     setup = DEMO if args.demo else FULL
-    command = command_line("experiments.quad_lm", argv)
+    with experiment_run("experiments.quad_lm", argv, args.out, setup=setup, seeds=args.seeds,
+                        datasets=["kjv", "brown", "spam_assassin", "minilm"], checkpoint_dir=args.checkpoint_dir) as ex:
+        def save(records):
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
-    def save(records):
-        write_report(args.out, table(records, setup, command), {"setup": asdict(setup), "records": records})
-        figure(records, args.out.parent / f"{args.out.name}.png")
-
-    records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup), save)
-    print(table(records, setup, command) if records else "")
+        records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup, cells=ex.cells),
+                            save)
+    print(table(records, setup, ex.command) if records else "")
     return 0
 
 

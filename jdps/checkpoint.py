@@ -18,11 +18,11 @@ are removed when the directory is opened. `restore` of one step raises `Checkpoi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import jax
@@ -31,28 +31,12 @@ import orbax.checkpoint as ocp
 
 from jdps.gradients import param_filter as pf
 from jdps.errors import CheckpointError, InputError
+from jdps.outputs import LARGE, inputs_fingerprint  # noqa: F401  (re-exported: the fingerprint of a run's inputs)
+from jdps.outputs import sha256 as _sha256
 
 
 SUMS = "sha256.json"          # beside each step's files: {relative path: sha256}
 FINGERPRINT = "fingerprint.json"
-LARGE = 100 * 2**20           # inputs larger than this are fingerprinted by size and modification time
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def inputs_fingerprint(paths) -> dict:
-    """{path: sha256} of input files under 100 MB, {path: "size:mtime"} of larger ones (paths resolved)."""
-    out = {}
-    for p in map(Path, paths):
-        st = p.stat()
-        out[str(p.resolve())] = _sha256(p) if st.st_size < LARGE else f"{st.st_size}:{st.st_mtime_ns}"
-    return out
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -61,18 +45,64 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _differences(have, want, prefix: str = "") -> list[str]:
+    """The dotted keys in which two fingerprints differ (a few)."""
+    if not (isinstance(have, dict) and isinstance(want, dict)):
+        return [prefix.rstrip(".") or "all"]
+    out = []
+    for k in sorted(set(have) | set(want)):
+        if have.get(k) != want.get(k):
+            out += _differences(have.get(k), want.get(k), f"{prefix}{k}.")
+    return out[:6]
+
+
+def check_fingerprint(directory: Path, fingerprint: dict) -> None:
+    """Claim `directory` (existing) for the run that `fingerprint` describes: store it there the first
+    time; raise InputError when the directory holds another run's fingerprint, or steps without one."""
+    directory = Path(directory)
+    path = directory / FINGERPRINT
+    want = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+    if path.exists():
+        try:
+            have = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise InputError(f"checkpoint directory {directory} has an unreadable {FINGERPRINT}; delete the "
+                             "directory to start over, or pass another --checkpoint-dir") from None
+        if have != want:
+            raise InputError(f"checkpoint directory {directory} belongs to a run with other inputs or "
+                             f"options (they differ in {', '.join(_differences(have, want)) or 'all'}); pass another "
+                             "--checkpoint-dir, or delete this one to start over")
+    elif any(p.name.isdigit() for p in directory.iterdir()):
+        raise InputError(f"checkpoint directory {directory} holds checkpoints without a fingerprint; "
+                         "pass an empty or new directory")
+    else:
+        _atomic_json(path, want)
+
+
 class Checkpoints:
     """Numbered checkpoints of one run in `directory` (created if missing); keeps the last `max_to_keep`."""
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3, fingerprint: dict | None = None):
+    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3, fingerprint: dict | None = None,
+                 read_only: bool = False):
         self.directory = Path(directory).absolute()
         if self.directory.exists() and not self.directory.is_dir():
             raise InputError(f"checkpoint directory {self.directory} is a file; pass a directory path")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._clean_stale()
-        if fingerprint is not None:
-            self._check_fingerprint(fingerprint)
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+        if read_only:  # another run's checkpoints, read as inputs: nothing is created, cleaned or written
+            if not self.directory.is_dir():
+                raise InputError(f"no checkpoint directory {self.directory}; pass a directory written by "
+                                 "jdps.checkpoint.Checkpoints, or .npz files")
+        else:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"cannot create the checkpoint directory {self.directory} ({err.strerror}); "
+                                 "pass a directory in a writable place") from None
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise InputError(f"the checkpoint directory {self.directory} is not writable; pass another one")
+            self._clean_stale()
+            if fingerprint is not None:
+                check_fingerprint(self.directory, fingerprint)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
                                                enable_async_checkpointing=False)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -82,22 +112,6 @@ class Checkpoints:
             if "orbax-checkpoint-tmp" in p.name or p.name.endswith(".tmp"):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
-    def _check_fingerprint(self, fingerprint: dict) -> None:
-        path = self.directory / FINGERPRINT
-        want = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        if path.exists():
-            have = json.loads(path.read_text())
-            if have != want:
-                keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-                raise InputError(f"checkpoint directory {self.directory} belongs to a run with other inputs or "
-                                 f"options (they differ in {keys}); pass another --checkpoint-dir, or delete this "
-                                 "one to start over")
-        elif any(p.name.isdigit() for p in self.directory.iterdir()):
-            raise InputError(f"checkpoint directory {self.directory} holds checkpoints without a fingerprint; "
-                             "pass an empty or new directory")
-        else:
-            _atomic_json(path, want)
-
     def steps(self) -> list[int]:
         """The saved steps, ascending."""
         return sorted(self._manager.all_steps())
@@ -105,6 +119,9 @@ class Checkpoints:
     def save(self, step: int, state) -> None:
         """Save the pytree `state` as checkpoint `step` (and wait until it is on disk), with its checksums."""
         state = jax.tree.map(_storable, state)
+        if int(step) in self._manager.all_steps():     # a corrupt step a resumed run skipped: replaced
+            (self.directory / f"{int(step)}.{SUMS}").unlink(missing_ok=True)
+            self._manager.delete(int(step))
         self._manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
         folder = self.directory / str(int(step))
@@ -128,8 +145,8 @@ class Checkpoints:
                 return f"file {name} was altered or truncated"
         return None
 
-    def restore(self, step: int, like):
-        """The pytree saved at `step`, shaped like `like`."""
+    def restore(self, step: int, like=None):
+        """The pytree saved at `step`, shaped like `like` (None: as saved, numpy arrays as numpy arrays)."""
         if step not in self.steps():
             raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; saved steps: "
                                   f"{self.steps() or 'none'}")
@@ -137,7 +154,7 @@ class Checkpoints:
         if problem:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is corrupt or from another run: {problem}; delete "
                                   f"{self.directory / str(step)} to fall back to the previous step")
-        template = jax.tree.map(_abstract, like)
+        template = None if like is None else jax.tree.map(_abstract, like)
         try:
             restored = self._manager.restore(int(step), args=ocp.args.StandardRestore(template))
         except Exception as e:  # orbax raises many types for unreadable or mismatched files
@@ -146,7 +163,7 @@ class Checkpoints:
                 f"checkpoint {step} in {self.directory} cannot be read as the expected state ({type(e).__name__}: "
                 f"{message}); it is corrupt or from another run: delete {self.directory / str(step)} to "
                 "fall back to the previous step, or start a new run in an empty directory") from None
-        return jax.tree.map(_restored, like, restored)
+        return restored if like is None else jax.tree.map(_restored, like, restored)
 
     def restore_latest(self, like, *, warn=None):
         """(step, state) of the latest good checkpoint, or (None, like) when there is none; a corrupt newer
@@ -166,14 +183,29 @@ class Checkpoints:
 
 def _from_npz(path: Path, template):
     """Params shaped like `template` from an npz keyed by '/'-joined parameter paths."""
-    with np.load(path, allow_pickle=False) as f:
-        stored = {k: f[k] for k in f.files}
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not hasattr(f, "files"):
+            raise InputError(f"checkpoint {path} is a single .npy array, not an npz of parameters; save it "
+                             "with np.savez(path, **jdps.gradients.param_filter.flat(params))")
+        with f:
+            stored = {k: f[k] for k in f.files}
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:  # unreadable bytes
+        raise InputError(f"checkpoint {path} is not a readable npz of parameters ({type(err).__name__}: "
+                         f"{str(err)[:120]}); it is corrupt or truncated: save it again with np.savez(path, "
+                         "**jdps.gradients.param_filter.flat(params))") from None
     want = pf.flat(template)
     missing = [p for p in want if p not in stored]
     if missing:
         raise InputError(f"checkpoint {path} lacks parameters {missing[:5]} (it holds {sorted(stored)[:5]}...); "
                          "save it with np.savez(path, **jdps.gradients.param_filter.flat(params)) from the same model "
                          "(--model, --hidden)")
+    odd = [(p, stored[p].dtype) for p in want if stored[p].dtype.kind not in "fiu"]
+    if odd:
+        raise InputError(f"checkpoint {path}: parameter {odd[0][0]} has dtype {odd[0][1]}; parameters must be real "
+                         "numbers: save them as float32")
     bad = [(p, stored[p].shape, np.shape(v)) for p, v in want.items() if stored[p].shape != np.shape(v)]
     if bad:
         p, got, need = bad[0]
@@ -189,7 +221,7 @@ def load_params(paths, template, *, latest: bool = False) -> list:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            ckpt = Checkpoints(p, max_to_keep=None)
+            ckpt = Checkpoints(p, max_to_keep=None, read_only=True)
             try:
                 steps = ckpt.steps()
                 if not steps:

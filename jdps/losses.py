@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-PAD_ID = 0  # token id 0 is padding in every jdps tokenizer
+from jdps.data.text import PAD_ID  # token id 0 is padding in every jdps tokenizer
 
 
 def cross_entropy(logits, labels):

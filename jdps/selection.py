@@ -77,6 +77,8 @@ def readout(scores, *, budget: int | None = None, fraction: float | None = None,
     soft: every example, weighted by its score.
     Indices come best first, ties broken by the lowest index.
     """
+    if not isinstance(soft, (bool, np.bool_)):
+        raise InputError(f"soft must be True (weight every example by its score) or False, got {soft!r}")
     modes = {"budget": budget, "fraction": fraction, "threshold": threshold, "soft": soft or None}
     given = [k for k, v in modes.items() if v is not None]
     if len(given) != 1:
@@ -90,6 +92,9 @@ def readout(scores, *, budget: int | None = None, fraction: float | None = None,
                              "shift or clip the scores, or use budget / fraction")
         return Selection(order, scores[order], scores, info)
     if threshold is not None:
+        if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(threshold):
+            raise InputError(f"threshold must be a finite number (keep the scores >= it), got {threshold!r}")
         order = order[scores[order] >= threshold]
     else:
         order = order[: budget_from(len(scores), budget=budget, fraction=fraction)]

@@ -1,10 +1,10 @@
-"""Input checks shared by every entry point; each error names the problem and the fix."""
+"""Input checks shared by every entry point; each error names the problem and the fix (jax is imported
+only by `as_key`, so the command lines check their inputs before loading it)."""
 
 from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 
 from jdps.errors import InputError
@@ -47,8 +47,19 @@ def check_same_length(**arrays) -> int:
     return next(iter(lengths.values()), 0)
 
 
+def is_whole(value) -> bool:
+    """An integer (not a bool), or a finite float with an integer value."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value)
+
+
 def check_fraction(fraction: float, name: str = "fraction") -> float:
     """A fraction of a pool must lie in (0, 1]."""
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number in (0, 1], got {fraction!r}")
     f = float(fraction)
     if not (0.0 < f <= 1.0) or math.isnan(f):
         raise InputError(f"{name} must lie in (0, 1], got {fraction}; to select k examples pass budget=k")
@@ -59,17 +70,34 @@ def budget_from(n: int, *, budget: int | None = None, fraction: float | None = N
     """Number of examples to select from a pool of n: `budget`, or ceil(fraction * n)."""
     if (budget is None) == (fraction is None):
         raise InputError("give exactly one of budget (a count) or fraction (in (0, 1])")
+    if not is_whole(n):
+        raise InputError(f"the pool size must be a whole number of examples, got {n!r}")
+    if n < 1:
+        raise InputError(f"the pool is empty (n = {n}): there is nothing to select; pass a pool of at least one "
+                         "example")
     if fraction is not None:
         return max(1, math.ceil(check_fraction(fraction) * n))
-    if int(budget) != budget or budget < 1:
+    if not is_whole(budget) or budget < 1:
         raise InputError(f"budget must be a positive integer, got {budget}")
     if budget > n:
         raise InputError(f"budget {budget} is larger than the pool of {n} examples; pass budget <= {n}")
     return int(budget)
 
 
-def as_key(key_or_seed) -> jax.Array:
+def rng(seed) -> np.random.Generator:
+    """numpy's Generator from a seed: an integer >= 0 or a Generator (passed through)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"a seed must be an integer >= 0 or a numpy.random.Generator, got "
+                         f"{type(seed).__name__} {seed!r}; pass e.g. seed=0")
+    return np.random.default_rng(int(seed))
+
+
+def as_key(key_or_seed):
     """A jax PRNG key from a key (typed or raw uint32 [2]) or an integer seed >= 0."""
+    import jax
+
     if isinstance(key_or_seed, (bool, np.bool_)):
         raise InputError(f"a seed must be an integer >= 0 or a jax.random.key, got {key_or_seed!r}")
     if isinstance(key_or_seed, (int, np.integer)):

@@ -109,5 +109,32 @@ def test_a_directory_of_another_run_is_refused(tmp_path):
 
     Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 0}}).save(1, _state(0))
     Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 0}})      # the same run: accepted
-    with pytest.raises(InputError, match=r"other inputs or options \(they differ in \['options'\]\)"):
+    with pytest.raises(InputError, match=r"other inputs or options \(they differ in options.seed\)"):
         Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 1}})
+    (tmp_path / "run" / "fingerprint.json").write_text("{not json")
+    with pytest.raises(InputError, match="unreadable fingerprint.json"):
+        Checkpoints(tmp_path / "run", fingerprint={"options": {"seed": 0}})
+
+
+def test_a_resumed_run_saves_over_the_corrupt_step_it_skipped(tmp_path):
+    ckpt = Checkpoints(tmp_path / "run", max_to_keep=3)
+    for step in (1, 2):
+        ckpt.save(step, _run(_state(0), step))
+    _flip_a_byte(tmp_path / "run" / "2")
+    step, state = ckpt.restore_latest(_state(0), warn=lambda m: None)
+    assert step == 1
+    ckpt.save(2, _run(state, 2))                        # the epoch again: replaces the corrupt step 2
+    assert ckpt.verify(2) is None
+    np.testing.assert_array_equal(ckpt.restore(2, _state(0))["params"]["w"], _run(_state(0), 2)["params"]["w"])
+
+
+def test_read_only_checkpoints_touch_nothing(tmp_path):
+    ckpt = Checkpoints(tmp_path / "run")
+    ckpt.save(1, _state(0))
+    ckpt.close()
+    stale = tmp_path / "run" / "2.orbax-checkpoint-tmp-9"    # a save in progress by the run that writes it
+    stale.mkdir()
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    reader = Checkpoints(tmp_path / "run", read_only=True)
+    assert reader.steps() == [1] and int(reader.restore(1, _state(0))["step"]) == 0
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before

@@ -156,3 +156,14 @@ def test_bad_data_raises_input_errors():
         train(linear_task(), p0, {"x": np.full((2, 3), np.nan), "y": np.zeros(2)}, key=0, epochs=1, batch_size=2)
     with pytest.raises(InputError, match="mismatched"):
         train(linear_task(), p0, {"x": np.zeros((3, 3)), "y": np.zeros(2)}, key=0, epochs=1, batch_size=2)
+
+
+def test_a_run_whose_every_epoch_is_saved_returns_the_saved_parameters(tmp_path):
+    from jdps.checkpoint import Checkpoints
+
+    task, params = mlp_task(0, 4, (), 2)
+    data = {"x": np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32), "y": np.arange(20) % 2}
+    first = train(task, params, data, key=0, epochs=2, batch_size=5, checkpoints=Checkpoints(tmp_path / "c"))
+    again = train(task, params, data, key=0, epochs=2, batch_size=5, checkpoints=Checkpoints(tmp_path / "c"))
+    assert len(first.history["loss"]) == 2 and len(again.history["loss"]) == 0        # nothing left to run
+    jax.tree.map(np.testing.assert_array_equal, again.params, first.params)

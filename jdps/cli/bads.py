@@ -27,99 +27,138 @@ def _baselines() -> tuple[str, ...]:
     return tuple(n for n in names() if n in NAMES and n != "oracle")  # oracle needs the clean labels
 
 
+def _files(args) -> dict:
+    return {"--train": args.train, "--meta": args.meta, "--test": args.test}
+
+
+def _run(args):
+    """The run's Run (jdps.cli.io): --out and --checkpoint-dir checked and locked before any work."""
+    from jdps.cli.io import Run
+
+    return Run(args, inputs=_files(args), outputs={"--out": (args.out, ".npz")}, checkpoint_dir=args.checkpoint_dir)
+
+
 def _prepare(args):
-    """(out path, train, meta, test, task, params): the output checked, the files loaded, the model built."""
-    from jdps.cli.io import load_sets, out_path
+    """(train, meta, test, task, params): the files loaded and checked, then the model built."""
+    from jdps.cli.io import load_sets
+
+    s = load_sets(_files(args), args.num_classes, same_classes=("--meta",))
+    train = s.sets["--train"]
     from jdps.models.build import build_task
 
-    files = {"--train": args.train, "--meta": args.meta, "--test": args.test}
-    out = out_path(args.out, ".npz", inputs=files)
-    s = load_sets(files, args.num_classes, same_classes=("--meta",))
-    train = s.sets["--train"]
     task, params = build_task(args.model, train.x.shape[1:], s.num_classes, seed=args.seed, hidden=flags.hidden(args))
-    return out, train, s.sets["--meta"], s.sets.get("--test"), task, params
+    return train, s.sets["--meta"], s.sets.get("--test"), task, params
 
 
-def _finish(out, train, weights, report: dict) -> int:
+def _resumed(run, checkpoints, epochs: int, quiet: bool) -> int:
+    """The epochs a resumed run finds done in --checkpoint-dir (0 for a new run), said unless quiet."""
+    done = max(checkpoints.steps(), default=0) if checkpoints is not None else 0
+    if done and not quiet:
+        print(f"resuming from epoch {done} of {epochs} ({run.checkpoint_dir})", flush=True)
+    return done
+
+
+def _finish(run, train, weights, report: dict) -> int:
     import numpy as np
-
-    from jdps.cli.io import write_npz
 
     arrays = {"weights": np.asarray(weights, np.float32), "id": train.ids}
     if "test_accuracy" in report:
         arrays["test_accuracy"] = np.float32(report["test_accuracy"])
-    print(json.dumps({**report, "out": str(write_npz(out, **arrays))}))
+    print(json.dumps({**report, "out": str(run.write_npz("--out", **arrays))}))
     return 0
 
 
 def _cmd_bads(args) -> int:
-    import numpy as np
+    run_length = flags.length(args)
+    with _run(args) as run:
+        train, meta, test, task, params = _prepare(args)
+        import numpy as np
 
-    from jdps import bads
+        from jdps import bads, loop
 
-    run = flags.length(args)
-    out, train, meta, test, task, params = _prepare(args)
-    per_epoch = max(len(train) // min(args.batch_size, len(train)), 1)
-    total = run["steps"] or run["epochs"] * per_epoch
-    changes = {k: getattr(args, k) for k in ("lr", "weight_lr") if getattr(args, k) is not None}
-    config = bads.preset(None if args.preset == "default" else args.preset, **changes,
-                         burn_in=min(args.burn_in * per_epoch, max(total - per_epoch, 0)))
-    start = time.perf_counter()
+        plan = loop.schedule(len(train), min(args.batch_size, len(train)), **run_length, remainder="pad")
+        per_epoch, total = plan.steps_per_epoch, plan.steps        # ceil(N / b) steps an epoch, the last padded
+        changes = {k: getattr(args, k) for k in ("lr", "weight_lr") if getattr(args, k) is not None}
+        config = bads.preset(None if args.preset == "default" else args.preset, **changes,
+                             burn_in=min(args.burn_in * per_epoch, max(total - per_epoch, 0)))
+        checkpoints = run.checkpoints()
+        done = _resumed(run, checkpoints, plan.epochs, args.quiet)
+        start = time.perf_counter()
 
-    def progress(epoch: int, epochs: int, step: int, info) -> None:
-        if not args.quiet:
-            print(f"epoch {epoch}/{epochs}  step {step}  loss {float(np.mean(info.loss)):.4f}  "
-                  f"meta loss {float(np.mean(info.meta_loss)):.4f}  mean weight "
-                  f"{float(np.mean(info.batch_weight)):.4f}  ({time.perf_counter() - start:.1f} s)", flush=True)
+        def progress(epoch: int, epochs: int, step: int, info) -> None:
+            if not args.quiet:
+                print(f"epoch {epoch}/{epochs}  step {step}  loss {float(np.mean(info.loss)):.4f}  "
+                      f"meta loss {float(np.mean(info.meta_loss)):.4f}  mean weight "
+                      f"{float(np.mean(info.batch_weight)):.4f}  ({time.perf_counter() - start:.1f} s)", flush=True)
 
-    state = bads.fit(task, params, train, meta, key=args.seed, **run, batch_size=args.batch_size,
-                     meta_batch_size=args.meta_batch_size, config=config, progress=progress)
-    weights = bads.posterior_mean_weights(state)
-    report = {"method": "bads", "preset": args.preset, "examples": len(train), "meta_examples": len(meta),
-              "epochs": -(-total // per_epoch), "steps": total, "mean_weight": round(float(weights.mean()), 4)}
-    if test is not None:
-        report["test_accuracy"] = float((bads.predict(task, state, test.x).argmax(1) == test.y).mean())
-    return _finish(out, train, weights, report)
+        state = bads.fit(task, params, train, meta, key=args.seed, **run_length, batch_size=args.batch_size,
+                         meta_batch_size=args.meta_batch_size, config=config, progress=progress,
+                         checkpoints=checkpoints)
+        weights = bads.posterior_mean_weights(state)
+        report = {"method": "bads", "preset": args.preset, "examples": len(train), "meta_examples": len(meta),
+                  "epochs": plan.epochs, "steps": total, "mean_weight": round(float(weights.mean()), 4)}
+        if done:
+            report["resumed_from_epoch"] = done
+        if test is not None:
+            report["test_accuracy"] = float((bads.predict(task, state, test.x).argmax(1) == test.y).mean())
+        return _finish(run, train, weights, report)
 
 
 def _cmd_baseline(args) -> int:
-    import numpy as np
-    import optax
-
-    from jdps.baselines import options as baseline_options
-    from jdps.baselines import run_baseline
     from jdps.errors import InputError
-    from jdps.train import evaluate
 
-    takes = baseline_options(args.method)
+    if args.method == "cds" and args.checkpoint_dir is not None:
+        raise InputError("--method cds does not resume (its base, tuned and final trainings run from scratch); "
+                         "run it without --checkpoint-dir")
+    takes = ("budget", "fraction") if args.method == "random" else ()
     if "budget" in takes and (args.budget is None) == (args.fraction is None):
         raise InputError(f"--method {args.method} trains on a random subset of the training set: give its size "
                          "with --budget K or --fraction F (e.g. the number of examples BADS keeps)")
     if "budget" not in takes and (args.budget, args.fraction) != (None, None):
         raise InputError(f"--budget and --fraction size the subset of --method random; {args.method} takes neither")
-    options = {k: v for k, v in (("budget", args.budget), ("fraction", args.fraction),
-                                 ("meta_batch_size", args.meta_batch_size)) if k in takes}
-    run = flags.length(args)
-    out, train, meta, test, task, params = _prepare(args)
-    per_epoch = max(len(train) // min(args.batch_size, len(train)), 1)
-    epochs = run["epochs"]
-    if epochs is None:  # the baselines take the step budget as epochs * (N // batch size)
-        epochs, rest = divmod(run["steps"], per_epoch)
-        if rest or not epochs:
-            raise InputError(f"jdps baseline runs whole epochs of {per_epoch} steps (N // batch size); give "
-                             f"--steps as a multiple of {per_epoch}, or --epochs")
-    result = run_baseline(args.method, task, params, train, meta, key=args.seed, epochs=epochs,
-                          batch_size=args.batch_size, optimizer=optax.adam(args.lr), **options)
-    if not args.quiet:
-        history = result.history
-        for e, loss in enumerate(history["loss"], 1):
-            meta_loss = f"  meta loss {float(history['meta_loss'][e - 1]):.4f}" if "meta_loss" in history else ""
-            print(f"epoch {e}/{len(history['loss'])}  loss {float(np.mean(loss)):.4f}{meta_loss}")
-    report = {"method": args.method, "examples": len(train), "meta_examples": len(meta), "epochs": epochs,
-              "steps": int(result.info["steps"])}
-    if test is not None:
-        report["test_accuracy"] = evaluate(task, result.params, test)["accuracy"]
-    return _finish(out, train, result.weights, report)
+    run_length = flags.length(args)
+    with _run(args) as run:
+        train, meta, test, task, params = _prepare(args)
+        from jdps import loop
+
+        per_epoch = loop.steps_per_epoch(len(train), min(args.batch_size, len(train)), "pad")
+        epochs = run_length["epochs"]
+        if epochs is None:  # the baselines take the step budget as epochs * ceil(N / batch size)
+            epochs, rest = divmod(run_length["steps"], per_epoch)
+            if rest or not epochs:
+                raise InputError(f"jdps baseline runs whole epochs of {per_epoch} steps (ceil(N / batch size)); "
+                                 f"give --steps as a multiple of {per_epoch}, or --epochs")
+        if args.budget is not None and args.budget > len(train):
+            raise InputError(f"--budget {args.budget} is larger than the {len(train)} training examples; pass "
+                             f"--budget {len(train)} or less")
+        import numpy as np
+        import optax
+
+        from jdps.baselines import options as baseline_options
+        from jdps.baselines import run_baseline
+        from jdps.train import evaluate
+
+        accepted = baseline_options(args.method)
+        options = {k: v for k, v in (("budget", args.budget), ("fraction", args.fraction),
+                                     ("meta_batch_size", args.meta_batch_size)) if k in accepted}
+        checkpoints = run.checkpoints()
+        done = _resumed(run, checkpoints, epochs, args.quiet)
+        result = run_baseline(args.method, task, params, train, meta, key=args.seed, epochs=epochs,
+                              batch_size=args.batch_size, optimizer=optax.adam(args.lr), checkpoints=checkpoints,
+                              **options)
+        if not args.quiet:
+            history = result.history
+            for i, loss in enumerate(history["loss"]):
+                meta_loss = f"  meta loss {float(history['meta_loss'][i]):.4f}" if "meta_loss" in history else ""
+                print(f"epoch {done + i + 1}/{done + len(history['loss'])}  loss {float(np.mean(loss)):.4f}"
+                      f"{meta_loss}")
+        report = {"method": args.method, "examples": len(train), "meta_examples": len(meta), "epochs": epochs,
+                  "steps": int(result.info["steps"])}
+        if done:
+            report["resumed_from_epoch"] = done
+        if test is not None:
+            report["test_accuracy"] = evaluate(task, result.params, test)["accuracy"]
+        return _finish(run, train, result.weights, report)
 
 
 def _common(p, lr: float | None, lr_help: str) -> None:
@@ -132,9 +171,10 @@ def _common(p, lr: float | None, lr_help: str) -> None:
     flags.seed(p)
     flags.batch_size(p, 128)
     flags.lr(p, lr, lr_help)
-    p.add_argument("--meta-batch-size", type=int, default=100, help="meta examples a step (bads, l2rw, mwn)")
+    p.add_argument("--meta-batch-size", type=flags.positive_int, default=100, help="meta examples a step (bads, l2rw, mwn)")
     flags.quiet(p)
     flags.out(p, "write weights [N], id [N] (and test_accuracy) to this npz")
+    flags.checkpoint_dir(p, "the sampler or training state after every epoch; --method cds does not resume")
 
 
 def add_bads_parsers(subparsers) -> None:
@@ -144,8 +184,8 @@ def add_bads_parsers(subparsers) -> None:
     flags.choice(p, "--preset", flags.Lazy(_presets), "jdps.bads.PRESETS entry ('default': BADSConfig())",
                  default="denoise")
     _common(p, None, "theta's SGD-like step size (default: the preset's)")
-    p.add_argument("--weight-lr", type=float, help="step of one visit to a weight (default: the preset's)")
-    p.add_argument("--burn-in", type=int, default=0, help="epochs before the weights' posterior means start")
+    p.add_argument("--weight-lr", type=flags.positive_float, help="step of one visit to a weight (default: the preset's)")
+    p.add_argument("--burn-in", type=flags.nonneg_int, default=0, help="epochs before the weights' posterior means start")
 
     p = flags.command(subparsers, "baseline", "a BADS baseline on your npz arrays (same flags as bads)",
                       _cmd_baseline)

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from collections.abc import Callable, Sequence
 
 from jdps.errors import InputError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line: `jdps CMD: error: ... (see jdps CMD --help)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -48,7 +56,89 @@ def attr(module: str, name: str) -> Lazy:
 def command(subparsers, name: str, help: str, run: Callable, doc: str | None = None) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help=help, description=doc or help, formatter_class=Formatter)
     p.set_defaults(run=run)
+    debug(p, argparse.SUPPRESS)
     return p
+
+
+def debug(p, default=False) -> None:
+    """--debug, on the main parser and every command (SUPPRESS there, so `jdps --debug CMD` holds)."""
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="on an error, show the Python traceback instead of the one-line message")
+
+
+# --- checked values: argparse types whose errors name the flag and the fix (one line, exit 2) -----------
+
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, got "
+                                         f"{text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a finite number is needed, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer (1, 2, ...) is needed, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"an integer >= 0 is needed, got {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer in [0, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0 (e.g. 0), got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is an integer in [0, 2**63) (e.g. 0), got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a number > 0 is needed, got {text!r}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a number >= 0 is needed, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return _number(text, float)
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1]."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction in (0, 1] is needed, got {text!r}; to select k examples "
+                                         "pass --budget k")
+    return value
+
+
+def options(args, exclude=()) -> dict:
+    """The command's options as a JSON-ready dict (the parsed flags but the run function and `exclude`)."""
+    skip = {"run", "argv", "default_epochs", *exclude}
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip and not callable(v)}
 
 
 def choice(p, flag: str, names: Sequence[str], help: str, **kwargs) -> None:
@@ -58,15 +148,15 @@ def choice(p, flag: str, names: Sequence[str], help: str, **kwargs) -> None:
 
 
 def seed(p, what: str = "model init and training order") -> None:
-    p.add_argument("--seed", type=int, default=0, help=f"random seed ({what})")
+    p.add_argument("--seed", type=seed_int, default=0, help=f"random seed, an integer >= 0 ({what})")
 
 
 def run_length(p, epochs: int, what: str = "training") -> None:
     """--epochs E | --steps S: exactly one may be given; neither means `epochs` epochs."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=int, help=f"{what}: epochs over the training set (default: {epochs} "
-                                              "unless --steps)")
-    g.add_argument("--steps", type=int, help=f"{what}: optimizer steps instead of epochs")
+    g.add_argument("--epochs", type=positive_int, help=f"{what}: epochs over the training set (default: {epochs} "
+                                                       "unless --steps)")
+    g.add_argument("--steps", type=positive_int, help=f"{what}: optimizer steps instead of epochs")
     p.set_defaults(default_epochs=epochs)
 
 
@@ -85,12 +175,18 @@ def length(args) -> dict:
 def size(p, required: bool, note: str = "") -> None:
     """--budget K | --fraction F (exactly one when `required`)."""
     g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--budget", type=int, help=f"k, the number of examples to select{note}")
-    g.add_argument("--fraction", type=float, help=f"select ceil(fraction N) of the N examples{note}")
+    g.add_argument("--budget", type=positive_int, help=f"k, the number of examples to select{note}")
+    g.add_argument("--fraction", type=fraction, help=f"select ceil(fraction N) of the N examples{note}")
 
 
 def out(p, help: str, required: bool = True) -> None:
     p.add_argument("--out", required=required, help=help)
+
+
+def checkpoint_dir(p, what: str) -> None:
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help=f"save progress in DIR ({what}); the same command with the same DIR resumes a killed run "
+                        "to the uninterrupted result (a DIR of other inputs or options is refused)")
 
 
 def quiet(p) -> None:
@@ -98,16 +194,16 @@ def quiet(p) -> None:
 
 
 def num_classes(p) -> None:
-    p.add_argument("--num-classes", type=int, help="classes C of the classifier; every label must lie in [0, C) "
+    p.add_argument("--num-classes", type=positive_int, help="classes C of the classifier; every label must lie in [0, C) "
                                                    "(default: max label of the training file + 1)")
 
 
 def batch_size(p, default: int) -> None:
-    p.add_argument("--batch-size", type=int, default=default, help="examples a step")
+    p.add_argument("--batch-size", type=positive_int, default=default, help="examples a step")
 
 
 def lr(p, default: float | None, help: str = "Adam learning rate") -> None:
-    p.add_argument("--lr", type=float, default=default, help=help)
+    p.add_argument("--lr", type=positive_float, default=default, help=help)
 
 
 def model(p, kinds: tuple[str, ...], default: str | None, help: str = "the model") -> None:
@@ -123,4 +219,7 @@ def csv(text: str, kind, flag: str) -> tuple:
 
 
 def hidden(args) -> tuple[int, ...]:
-    return csv(args.hidden, int, "--hidden")
+    widths = csv(args.hidden, int, "--hidden")
+    if any(w < 1 for w in widths):
+        raise InputError(f"--hidden takes positive layer widths (e.g. 256,128, or '' for none), got {args.hidden!r}")
+    return widths

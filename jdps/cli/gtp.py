@@ -10,63 +10,88 @@ features runs `jdps.gtp.fit` (A [N, T d], row i for example i of P.npz; b [T d])
 from __future__ import annotations
 
 import json
+import math
+
+import numpy as np
 
 from jdps.cli import flags
 
 
 def _cmd_features(args) -> int:
-    from jdps import gtp
-    from jdps.checkpoint import load_params
-    from jdps.cli.io import atomic, load_sets, out_path, write_npy
-    from jdps.models.build import build_task
+    from jdps.cli.io import Run, atomic, load_sets
+    from jdps.errors import InputError
 
     files = {"--pool": args.pool, "--target": args.target}
-    out = out_path(args.out, ".npy", inputs={**files, "--checkpoints": args.checkpoints})
-    target_out = out_path(args.target_out, ".npy", flag="--target-out",
-                          inputs={**files, "--checkpoints": args.checkpoints, "--out": out})
-    s = load_sets(files, args.num_classes)
-    pool, target = s.sets["--pool"], s.sets.get("--target")
-    task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed, hidden=flags.hidden(args))
-    checkpoints = load_params(args.checkpoints, template)
     weights = flags.csv(args.checkpoint_weights, float, "--checkpoint-weights") if args.checkpoint_weights else None
-    arrays = lambda data: None if data is None else {"x": data.x, "y": data.y}
-    with atomic(out) as tmp:
-        state = gtp.fit(task, checkpoints, arrays(pool), d=args.d, key=args.seed, target_data=arrays(target),
-                        out=tmp, checkpoint_weights=weights, shared_projection=args.shared_projection,
-                        normalize=args.normalize, method=args.grad_form, param_filter=args.param_filter,
-                        batch_size=args.batch_size)
-    print(json.dumps({"features": str(out), "target": str(write_npy(target_out, state.target)),
-                      "examples": len(pool), "checkpoints": len(checkpoints), "columns": int(state.features.shape[1]),
-                      "target_kind": "target-domain" if target is not None else "in-domain"}))
+    if weights is not None and not all(math.isfinite(w) for w in weights):
+        raise InputError(f"--checkpoint-weights must be finite numbers, got {args.checkpoint_weights!r}")
+    outputs = {"--out": (args.out, ".npy"), "--target-out": (args.target_out, ".npy")}
+    with Run(args, inputs={**files, "--checkpoints": args.checkpoints}, outputs=outputs,
+             checkpoint_dir=args.checkpoint_dir) as run:
+        s = load_sets(files, args.num_classes)
+        pool, target = s.sets["--pool"], s.sets.get("--target")
+        from jdps import gtp
+        from jdps.checkpoint import load_params
+        from jdps.models.build import build_task
+
+        task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
+                                    hidden=flags.hidden(args))
+        checkpoints = load_params(args.checkpoints, template)
+        if weights is not None and len(weights) != len(checkpoints):
+            raise InputError(f"--checkpoint-weights gives {len(weights)} weights for {len(checkpoints)} checkpoints; "
+                             "give one per checkpoint (a Checkpoints folder counts each of its steps)")
+        resume = run.checkpoints(max_to_keep=None)
+        done = len(resume.steps()) if resume is not None else 0
+        arrays = lambda data: None if data is None else {"x": data.x, "y": data.y}
+        with atomic(run.path("--out")) as tmp:
+            state = gtp.fit(task, checkpoints, arrays(pool), d=args.d, key=args.seed, target_data=arrays(target),
+                            out=tmp, checkpoint_weights=weights, shared_projection=args.shared_projection,
+                            normalize=args.normalize, method=args.grad_form, param_filter=args.param_filter,
+                            batch_size=args.batch_size, resume=resume)
+            columns, target_b = int(state.features.shape[1]), state.target
+            del state                                      # closes the memmap of the temporary file
+        run.sidecar("--out")
+        report = {"features": str(run.path("--out")), "target": str(run.write_npy("--target-out", target_b)),
+                  "examples": len(pool), "checkpoints": len(checkpoints), "columns": columns,
+                  "target_kind": "target-domain" if target is not None else "in-domain"}
+        if done:
+            report["resumed_blocks"] = min(done, len(checkpoints))
+        print(json.dumps(report))
     return 0
 
 
 def _cmd_pursuit(args) -> int:
-    import numpy as np
-
-    from jdps.cli.io import out_path, read_npy, write_npz
+    from jdps.cli.io import Run, read_npy
     from jdps.errors import InputError
-    from jdps.gtp import pursuit
-    from jdps.validate import budget_from
 
     if args.signed and args.solver == "topk":
         raise InputError("--signed applies to omp, cosamp and gradmatch; top-k ranks rows and fits no weights")
-    out = out_path(args.out, ".npz", inputs={"--features": args.features, "--target": args.target})
-    a = read_npy(args.features, "--features")
-    b = np.asarray(read_npy(args.target, "--target"))
-    streamed = a.nbytes > args.max_memory_mb * 2**20
-    if not streamed:
-        a = np.asarray(a)
-    k = args.budget if args.budget is not None else budget_from(len(a), fraction=args.fraction)
-    result = pursuit.solve(a, b, k, method=args.solver, nonneg=not args.signed, tol=args.tol, ridge=args.ridge,
-                           iterations=args.iterations, score=args.score,
-                           block_rows=args.block_rows if streamed else None)
-    path = write_npz(out, indices=result.indices.astype(np.int64), weights=result.weights.astype(np.float32),
-                     residual_norm=np.float64(result.residual_norm), stop_reason=np.str_(result.stop_reason),
-                     iterations=np.int64(result.iterations))
-    print(json.dumps({"method": args.solver, "signed": bool(args.signed), "budget": k,
-                      "count": len(result.indices), "stop_reason": result.stop_reason,
-                      "residual_norm": result.residual_norm, "streamed": streamed, "out": str(path)}))
+    with Run(args, inputs={"--features": args.features, "--target": args.target},
+             outputs={"--out": (args.out, ".npz")}) as run:
+        a = read_npy(args.features, "--features", ndim=2)
+        b = np.asarray(read_npy(args.target, "--target", ndim=1))
+        if not np.isfinite(b).all():
+            raise InputError(f"--target {args.target} holds NaN or Inf; recompute it (e.g. `jdps features`)")
+        if len(b) != a.shape[1]:
+            raise InputError(f"--target {args.target} has {len(b)} entries but --features {args.features} has "
+                             f"Td = {a.shape[1]} columns; pass the b.npy written with this A.npy")
+        from jdps.gtp import pursuit
+        from jdps.validate import budget_from
+
+        streamed = a.nbytes > args.max_memory_mb * 2**20
+        if not streamed:
+            a = np.asarray(a)
+        k = args.budget if args.budget is not None else budget_from(len(a), fraction=args.fraction)
+        result = pursuit.solve(a, b, k, method=args.solver, nonneg=not args.signed, tol=args.tol, ridge=args.ridge,
+                               iterations=args.iterations, score=args.score,
+                               block_rows=args.block_rows if streamed else None)
+        path = run.write_npz("--out", indices=result.indices.astype(np.int64),
+                             weights=result.weights.astype(np.float32),
+                             residual_norm=np.float64(result.residual_norm), stop_reason=np.str_(result.stop_reason),
+                             iterations=np.int64(result.iterations))
+        print(json.dumps({"method": args.solver, "signed": bool(args.signed), "budget": k,
+                          "count": len(result.indices), "stop_reason": result.stop_reason,
+                          "residual_norm": result.residual_norm, "streamed": streamed, "out": str(path)}))
     return 0
 
 
@@ -82,15 +107,16 @@ def add_pursuit_parsers(subparsers) -> None:
                    help=".npz parameter files (np.savez(path, **jdps.gradients.param_filter.flat(params))) or "
                         "jdps.checkpoint.Checkpoints directories, in trajectory order")
     p.add_argument("--checkpoint-weights", help="c_t per checkpoint, comma-separated (default: 1 each)")
-    p.add_argument("--d", type=int, default=256, help="projection dimension per checkpoint")
+    p.add_argument("--d", type=flags.positive_int, default=256, help="projection dimension per checkpoint")
     flags.seed(p, "model template and projections")
     p.add_argument("--shared-projection", action="store_true", help="one projection for all checkpoints (LESS)")
     p.add_argument("--normalize", action="store_true", help="unit-norm rows per checkpoint (LESS)")
     p.add_argument("--grad-form", choices=("vmap", "factored"), default="vmap", help="per-example gradient form")
     p.add_argument("--param-filter", help="glob of the parameters to take gradients of (default: all)")
     flags.batch_size(p, 256)
-    flags.out(p, "write A [N, T d] here (.npy)")
-    p.add_argument("--target-out", required=True, help="write b [T d] here (.npy)")
+    flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json)")
+    p.add_argument("--target-out", required=True, help="write b [T d] here (.npy; its provenance in b.npy.json)")
+    flags.checkpoint_dir(p, "each checkpoint's block of A once computed")
 
     p = flags.command(subparsers, "pursuit", "select examples whose trajectories match a target (GTP)",
                       _cmd_pursuit)
@@ -99,11 +125,11 @@ def add_pursuit_parsers(subparsers) -> None:
     flags.size(p, required=True, note=" (at most: the pursuit may stop sooner)")
     flags.choice(p, "--solver", flags.attr("jdps.gtp.pursuit", "METHODS"), "the pursuit solver", default="omp")
     p.add_argument("--signed", action="store_true", help="signed weights (omp, cosamp, gradmatch)")
-    p.add_argument("--tol", type=float, default=0.0, help="stop once |residual| <= tol |b|")
-    p.add_argument("--iterations", type=int, default=10, help="cosamp: the most rounds")
-    p.add_argument("--ridge", type=float, help="gradmatch: the ridge (default: jdps.gtp.pursuit.GRADMATCH_RIDGE)")
+    p.add_argument("--tol", type=flags.nonneg_float, default=0.0, help="stop once |residual| <= tol |b|")
+    p.add_argument("--iterations", type=flags.positive_int, default=10, help="cosamp: the most rounds")
+    p.add_argument("--ridge", type=flags.nonneg_float, help="gradmatch: the ridge (default: jdps.gtp.pursuit.GRADMATCH_RIDGE)")
     flags.choice(p, "--score", flags.attr("jdps.gtp.pursuit", "SCORES"), "topk: the ranking", default="correlation")
-    p.add_argument("--max-memory-mb", type=float, default=1024, help="stream A from disk when it is larger")
-    p.add_argument("--block-rows", type=int, help="rows per block when streaming (default: "
+    p.add_argument("--max-memory-mb", type=flags.nonneg_float, default=1024, help="stream A from disk when it is larger")
+    p.add_argument("--block-rows", type=flags.positive_int, help="rows per block when streaming (default: "
                                                   "jdps.gtp.pursuit.rows.STREAM_ROWS)")
     flags.out(p, "write indices, weights, residual_norm, stop_reason here (.npz)")

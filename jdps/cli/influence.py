@@ -12,32 +12,52 @@ TRAIN or POOL. The iHVP methods are `jdps.influence.ihvp.NAMES`, made by `jdps.i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from jdps.cli import flags
 
 
+def _run(args, first: str, second: str, checkpoint_dir=None):
+    """The run (jdps.cli.io.Run) of --first and --second: --out (and --checkpoint-dir) checked and locked
+    before any work."""
+    from jdps.cli.io import Run
+
+    files = {first: getattr(args, first[2:]), second: getattr(args, second[2:]), "--params": args.params,
+             "--embeddings": getattr(args, "embeddings", None)}
+    return Run(args, inputs=files, outputs={"--out": (args.out, ".npz")}, checkpoint_dir=checkpoint_dir)
+
+
 def _load(args, first: str, second: str):
-    """(out path, Sets): the output checked, then the files --first and --second loaded (npz or text)."""
-    from jdps.cli.io import load_sets, out_path
-
-    files = {first: getattr(args, first[2:]), second: getattr(args, second[2:])}
-    out = out_path(args.out, ".npz", inputs={**files, "--params": args.params,
-                                             "--embeddings": getattr(args, "embeddings", None)})
-    return out, load_sets(files, args.num_classes, window=args.window)
-
-
-def _model(args, s, data):
-    """(task, params): the transformer LM on text, else the classifier --model; its parameters read from
-    --params, else trained briefly on `data`."""
+    """Sets: the files --first and --second loaded (npz or text) and checked against each other, and the
+    flags that depend on their kind."""
+    from jdps.cli.io import load_sets
     from jdps.errors import InputError
-    from jdps.models.build import build_task
 
+    s = load_sets({first: getattr(args, first[2:]), second: getattr(args, second[2:])}, args.num_classes,
+                  window=args.window)
     model = args.model or ("transformer" if s.text else "mlp")
     if s.text != (model == "transformer"):
         raise InputError(f"--model {model} does not fit {'text' if s.text else 'npz'} files: text needs "
                          "--model transformer, npz arrays --model mlp or cnn")
     if s.text and args.num_classes is not None:
         raise InputError("--num-classes sets a classifier's classes; text files train the language model")
+    if s.text and args.window < 2:
+        raise InputError(f"--window {args.window} is too short for a language model: a window needs at least "
+                         "2 tokens (one input, one target)")
+    if s.text and args.d_model % args.heads:
+        raise InputError(f"--d-model {args.d_model} must be a multiple of --heads {args.heads}")
+    if args.params is not None and not Path(args.params).exists():
+        raise InputError(f"no file or folder {args.params} for --params; pass an .npz of parameters or a "
+                         "jdps.checkpoint.Checkpoints directory")
+    return s
+
+
+def _model(args, s, data, checkpoints=None):
+    """(task, params): the transformer LM on text, else the classifier --model; its parameters read from
+    --params, else trained briefly on `data` (resumable with `checkpoints`, a jdps.checkpoint.Checkpoints)."""
+    from jdps.models.build import build_task
+
+    model = args.model or ("transformer" if s.text else "mlp")
     lm = {"d_model": args.d_model, "n_heads": args.heads, "n_layers": args.layers} if s.text else {}
     task, params = build_task(model, data.x.shape[1:], s.num_classes, seed=args.seed, hidden=flags.hidden(args), **lm)
     if args.params:
@@ -49,7 +69,8 @@ def _model(args, s, data):
     from jdps.train import train
 
     return task, train(task, params, _arrays(data, s.text), key=args.seed, **flags.length(args),
-                       batch_size=min(args.batch_size, len(data)), optimizer=optax.adam(args.lr)).params
+                       batch_size=min(args.batch_size, len(data)), optimizer=optax.adam(args.lr),
+                       checkpoints=checkpoints).params
 
 
 def _arrays(data, text: bool) -> dict:
@@ -57,27 +78,28 @@ def _arrays(data, text: bool) -> dict:
 
 
 def _cmd_influence(args) -> int:
-    import jax
-    import numpy as np
+    flags.length(args)
+    with _run(args, "--train", "--query") as run:
+        s = _load(args, "--train", "--query")
+        train, query, text = s.sets["--train"], s.sets["--query"], s.text
+        import jax
+        import numpy as np
 
-    from jdps import influence
-    from jdps.cli.io import write_npz
-    from jdps.influence.ihvp import by_name
+        from jdps import influence
+        from jdps.influence.ihvp import by_name
 
-    out, s = _load(args, "--train", "--query")
-    train, query, text = s.sets["--train"], s.sets["--query"], s.text
-    task, params = _model(args, s, train)
-    fitted = influence.fit(task, params, _arrays(train, text), ihvp=by_name(args.ihvp, args.damping,
-                                                                           key=jax.random.key(args.seed)),
-                           param_filter=args.param_filter, batch_size=args.batch_size)
-    options = {"normalize": args.normalize, "batch_size": args.batch_size}
-    scores = influence.scores(fitted, _arrays(query, text), _arrays(train, text), **options)
-    mean = influence.query_scores(fitted, _arrays(query, text), _arrays(train, text), **options)
-    path = write_npz(out, scores=scores.astype(np.float32), mean_scores=mean.astype(np.float32),
-                     train_id=train.ids, query_id=query.ids)
-    print(json.dumps({"command": "influence", "ihvp": args.ihvp, "damping": args.damping, "train": len(train),
-                      "query": len(query), "parameters": len(fitted.paths), "normalize": args.normalize,
-                      "out": str(path)}))
+        task, params = _model(args, s, train)
+        fitted = influence.fit(task, params, _arrays(train, text),
+                               ihvp=by_name(args.ihvp, args.damping, key=jax.random.key(args.seed)),
+                               param_filter=args.param_filter, batch_size=args.batch_size)
+        options = {"normalize": args.normalize, "batch_size": args.batch_size}
+        scores = influence.scores(fitted, _arrays(query, text), _arrays(train, text), **options)
+        mean = influence.query_scores(fitted, _arrays(query, text), _arrays(train, text), **options)
+        path = run.write_npz("--out", scores=scores.astype(np.float32), mean_scores=mean.astype(np.float32),
+                             train_id=train.ids, query_id=query.ids)
+        print(json.dumps({"command": "influence", "ihvp": args.ihvp, "damping": args.damping, "train": len(train),
+                          "query": len(query), "parameters": len(fitted.paths), "normalize": args.normalize,
+                          "out": str(path)}))
     return 0
 
 
@@ -89,10 +111,12 @@ def _embeddings(args, pool, text: bool):
     from jdps.errors import InputError, MissingDatasetError
 
     if args.embeddings:
-        e = np.asarray(read_npy(args.embeddings, "--embeddings"))
-        if e.ndim != 2 or len(e) != len(pool):
+        e = np.asarray(read_npy(args.embeddings, "--embeddings", ndim=2))
+        if len(e) != len(pool):
             raise InputError(f"--embeddings {args.embeddings} has shape {e.shape} but the pool has {len(pool)} "
                              "examples; give one row per pool example (for text: per window, in order)")
+        if not np.isfinite(e).all():
+            raise InputError(f"--embeddings {args.embeddings} holds NaN or Inf; recompute or repair those rows")
         return e
     if not text:
         return None
@@ -107,41 +131,58 @@ def _embeddings(args, pool, text: bool):
 
 
 def _cmd_quad(args) -> int:
-    import jax
-    import numpy as np
+    from jdps.errors import InputError
 
-    from jdps import quad
-    from jdps.cli.io import write_npz
-    from jdps.influence.ihvp import by_name
-    from jdps.validate import budget_from
+    flags.length(args)
+    with _run(args, "--pool", "--reference", args.checkpoint_dir) as run:
+        s = _load(args, "--pool", "--reference")
+        pool, reference, text = s.sets["--pool"], s.sets["--reference"], s.text
+        from jdps.validate import budget_from
 
-    out, s = _load(args, "--pool", "--reference")
-    pool, reference, text = s.sets["--pool"], s.sets["--reference"], s.text
-    budget_from(len(pool), budget=args.budget, fraction=args.fraction)      # before any work
-    task, params = _model(args, s, pool)
-    embeddings = _embeddings(args, pool, text)
-    key = jax.random.key(args.seed)
-    state = quad.fit(task, params, _arrays(pool, text), _arrays(reference, text), key=jax.random.fold_in(key, 0),
-                     embeddings=embeddings, n_clusters=args.clusters,
-                     ihvp=by_name(args.ihvp, args.damping, key=jax.random.fold_in(key, 2)),
-                     param_filter=args.param_filter, kmeans_restarts=args.kmeans_restarts, batch_size=args.batch_size)
-    sel = quad.select(state, key=jax.random.fold_in(key, 1), budget=args.budget, fraction=args.fraction,
-                      score=args.score, alpha=args.alpha, tau=args.tau, clusters_per_round=args.clusters_per_round,
-                      samples_per_pull=args.samples_per_pull, block_size=args.block_size, radius=args.radius,
-                      metric=args.metric, acceptance=args.acceptance, share=args.share,
-                      max_rounds=args.max_rounds, projection_dim=args.projection_dim)
-    info = sel.info
-    path = write_npz(out, indices=sel.indices, id=pool.ids[sel.indices], scores=sel.scores.astype(np.float32),
-                     scored=np.isfinite(sel.scores), cluster=state.clusters.labels.astype(np.int32),
-                     fraction_scored=np.float64(info["fraction_scored"]),
-                     clusters_covered=np.int64(info["clusters_covered"]),
-                     clusters_pulled=np.int64(info["clusters_pulled"]), rounds=np.int64(info["rounds"]),
-                     stop_reason=np.str_(info["stop_reason"]), settings=np.str_(json.dumps(info["settings"])),
-                     log=np.str_(json.dumps(info["log"])))
-    print(json.dumps({"command": "quad", "pool": len(pool), "reference": len(reference), "budget": info["budget"],
-                      "count": len(sel), "fraction_scored": round(info["fraction_scored"], 4),
-                      "clusters": info["settings"]["n_clusters"], "clusters_covered": info["clusters_covered"],
-                      "rounds": info["rounds"], "stop_reason": info["stop_reason"], "out": str(path)}))
+        budget_from(len(pool), budget=args.budget, fraction=args.fraction)      # before any work
+        if args.clusters is not None and args.clusters > len(pool):
+            raise InputError(f"--clusters {args.clusters} is more than the {len(pool)} pool examples; pass at most "
+                             f"{len(pool)}")
+        embeddings = _embeddings(args, pool, text) if args.embeddings else None   # checked before any work
+        rounds = run.checkpoints("rounds")             # a --checkpoint-dir of another run is refused here
+        training = run.checkpoints("train") if rounds is not None and not args.params else None
+        done = max(rounds.steps(), default=0) if rounds is not None else 0
+        import jax
+        import numpy as np
+
+        from jdps import quad
+        from jdps.influence.ihvp import by_name
+
+        task, params = _model(args, s, pool, training)
+        if embeddings is None:
+            embeddings = _embeddings(args, pool, text)
+        key = jax.random.key(args.seed)
+        state = quad.fit(task, params, _arrays(pool, text), _arrays(reference, text), key=jax.random.fold_in(key, 0),
+                         embeddings=embeddings, n_clusters=args.clusters,
+                         ihvp=by_name(args.ihvp, args.damping, key=jax.random.fold_in(key, 2)),
+                         param_filter=args.param_filter, kmeans_restarts=args.kmeans_restarts,
+                         batch_size=args.batch_size)
+        sel = quad.select(state, key=jax.random.fold_in(key, 1), budget=args.budget, fraction=args.fraction,
+                          score=args.score, alpha=args.alpha, tau=args.tau, clusters_per_round=args.clusters_per_round,
+                          samples_per_pull=args.samples_per_pull, block_size=args.block_size, radius=args.radius,
+                          metric=args.metric, acceptance=args.acceptance, share=args.share,
+                          max_rounds=args.max_rounds, projection_dim=args.projection_dim, checkpoints=rounds)
+        info = sel.info
+        path = run.write_npz("--out", indices=sel.indices, id=pool.ids[sel.indices],
+                             scores=sel.scores.astype(np.float32), scored=np.isfinite(sel.scores),
+                             cluster=state.clusters.labels.astype(np.int32),
+                             fraction_scored=np.float64(info["fraction_scored"]),
+                             clusters_covered=np.int64(info["clusters_covered"]),
+                             clusters_pulled=np.int64(info["clusters_pulled"]), rounds=np.int64(info["rounds"]),
+                             stop_reason=np.str_(info["stop_reason"]), settings=np.str_(json.dumps(info["settings"])),
+                             log=np.str_(json.dumps(info["log"])))
+        report = {"command": "quad", "pool": len(pool), "reference": len(reference), "budget": info["budget"],
+                  "count": len(sel), "fraction_scored": round(info["fraction_scored"], 4),
+                  "clusters": info["settings"]["n_clusters"], "clusters_covered": info["clusters_covered"],
+                  "rounds": info["rounds"], "stop_reason": info["stop_reason"], "out": str(path)}
+        if done:
+            report["resumed_from_round"] = done
+        print(json.dumps(report))
     return 0
 
 
@@ -149,10 +190,10 @@ def _model_flags(p, ihvp_help: str) -> None:
     flags.model(p, ("mlp", "cnn", "transformer"), None,
                 "the model (default: mlp for npz files, transformer for text files)")
     flags.num_classes(p)
-    p.add_argument("--window", type=int, default=64, help="text: tokens per window (the transformer's max_len)")
-    p.add_argument("--d-model", type=int, default=64, help="transformer width")
-    p.add_argument("--heads", type=int, default=4, help="transformer attention heads")
-    p.add_argument("--layers", type=int, default=2, help="transformer blocks")
+    p.add_argument("--window", type=flags.positive_int, default=64, help="text: tokens per window (the transformer's max_len)")
+    p.add_argument("--d-model", type=flags.positive_int, default=64, help="transformer width")
+    p.add_argument("--heads", type=flags.positive_int, default=4, help="transformer attention heads")
+    p.add_argument("--layers", type=flags.positive_int, default=2, help="transformer blocks")
     p.add_argument("--params", help="the model's parameters: an .npz (np.savez(path, **jdps.gradients.param_filter.flat("
                                     "params))) or a jdps.checkpoint.Checkpoints directory (latest step)")
     flags.run_length(p, 2, "without --params, brief training")
@@ -160,7 +201,7 @@ def _model_flags(p, ihvp_help: str) -> None:
     p.add_argument("--param-filter", help="glob of the parameters to take gradients of (default: all; "
                                           "kfac/ekfac: the Dense layers)")
     flags.choice(p, "--ihvp", flags.attr("jdps.influence.ihvp", "NAMES"), ihvp_help, default="ekfac")
-    p.add_argument("--damping", type=float, default=1e-3, help="lambda in (C + lambda I)^{-1}")
+    p.add_argument("--damping", type=flags.nonneg_float, default=1e-3, help="lambda in (C + lambda I)^{-1}")
     flags.batch_size(p, 128)
     flags.seed(p, "model init, training order, Fisher sampling, Quad")
 
@@ -183,18 +224,19 @@ def add_influence_parsers(subparsers) -> None:
     _model_flags(p, "the inverse curvature, fitted on --reference")
     paper = "(default: the paper's, jdps.quad.PAPER)"
     flags.choice(p, "--score", flags.attr("jdps.quad", "SCORES"), "the document score", default="cosine")
-    p.add_argument("--clusters", type=int, help="K (default: round(sqrt N), at most 10,000)")
-    p.add_argument("--kmeans-restarts", type=int, default=4, help="k-means restarts")
-    p.add_argument("--alpha", type=float, help=f"UCB exploration constant {paper}")
-    p.add_argument("--tau", type=float, help=f"reward threshold {paper}")
-    p.add_argument("--clusters-per-round", type=int, help="default: round(K / 200), at least 1")
-    p.add_argument("--samples-per-pull", type=int, help=f"documents scored a pull {paper}")
-    p.add_argument("--block-size", type=int, help="documents a positive pull accepts (default: ceil(N / 4K))")
-    p.add_argument("--radius", type=float, help=f"neighbour radius {paper}")
+    p.add_argument("--clusters", type=flags.positive_int, help="K (default: round(sqrt N), at most 10,000)")
+    p.add_argument("--kmeans-restarts", type=flags.positive_int, default=4, help="k-means restarts")
+    p.add_argument("--alpha", type=flags.nonneg_float, help=f"UCB exploration constant {paper}")
+    p.add_argument("--tau", type=flags.finite_float, help=f"reward threshold {paper}")
+    p.add_argument("--clusters-per-round", type=flags.positive_int, help="default: round(K / 200), at least 1")
+    p.add_argument("--samples-per-pull", type=flags.positive_int, help=f"documents scored a pull {paper}")
+    p.add_argument("--block-size", type=flags.positive_int, help="documents a positive pull accepts (default: ceil(N / 4K))")
+    p.add_argument("--radius", type=flags.positive_float, help=f"neighbour radius {paper}")
     p.add_argument("--metric", choices=("cosine", "l2"), default="cosine", help="distance between centroids")
     flags.choice(p, "--acceptance", flags.attr("jdps.quad", "ACCEPTANCE"), "what a positive pull accepts",
                  default="block")
-    p.add_argument("--share", type=float, default=0.5, help="top_share: the part of a pull's scored documents")
-    p.add_argument("--max-rounds", type=int, help="round limit (default: at least 200, scaled to the budget)")
-    p.add_argument("--projection-dim", type=int, default=8192, help="--score projected: the dimension")
+    p.add_argument("--share", type=flags.fraction, default=0.5, help="top_share: the part of a pull's scored documents")
+    p.add_argument("--max-rounds", type=flags.positive_int, help="round limit (default: at least 200, scaled to the budget)")
+    p.add_argument("--projection-dim", type=flags.positive_int, default=8192, help="--score projected: the dimension")
     flags.out(p, "write indices, scores and diagnostics here (.npz)")
+    flags.checkpoint_dir(p, "the bandit's state after every round, and the brief training's after every epoch")

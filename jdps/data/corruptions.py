@@ -14,13 +14,20 @@ import numpy as np
 
 from jdps.data.dataset import Dataset
 from jdps.errors import InputError
-from jdps.validate import check_labels
+from jdps.validate import check_labels, is_whole
+from jdps.validate import rng as rng_of
 
 Seed = int | np.random.Generator
 
 
+def _number(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def _check_rate(rate: float) -> float:
-    r = float(rate)
+    r = _number("the noise rate", rate)
     if not 0.0 <= r <= 1.0:  # also rejects NaN
         raise InputError(f"noise rate must lie in [0, 1] (the fraction of labels changed), got {rate}")
     return r
@@ -40,7 +47,7 @@ def _flip(y, rate, num_classes, seed, shift_fn) -> tuple[np.ndarray, np.ndarray]
     if num_classes < 2:
         raise InputError(f"label noise needs at least 2 classes, got num_classes={num_classes}")
     y = check_labels("y", y, num_classes)
-    rng = np.random.default_rng(seed)
+    rng = rng_of(seed)
     k = round(_check_rate(rate) * len(y))
     changed = rng.choice(len(y), size=k, replace=False)
     noisy = y.copy()
@@ -83,7 +90,9 @@ def corrupt_labels(dataset: Dataset, rate: float, *, kind: str = "symmetric", se
 
 
 def _check_ratio(ratio: float, n_max: int) -> float:
-    r = float(ratio)
+    r = _number("the imbalance ratio", ratio)
+    if not is_whole(n_max) or n_max < 1:
+        raise InputError(f"n_max (the largest class size) must be a positive integer, got {n_max!r}")
     if not r >= 1.0:
         raise InputError(f"imbalance ratio must be >= 1 (largest / smallest class size), got {ratio}")
     if math.floor(n_max / r + 1e-9) < 1:
@@ -104,7 +113,7 @@ def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> np.ndarray:
 
 def step_counts(n_max: int, num_classes: int, ratio: float, num_minority: int) -> np.ndarray:
     """Step profile: n_c = n_max, except the last `num_minority` classes get floor(n_max / ratio) -> int [C]."""
-    if not 1 <= num_minority < num_classes:
+    if not is_whole(num_minority) or not 1 <= num_minority < num_classes:
         raise InputError(
             f"num_minority must lie in [1, {num_classes - 1}] for {num_classes} classes, got {num_minority}")
     r = _check_ratio(ratio, n_max)
@@ -130,8 +139,10 @@ def subsample_groups(dataset: Dataset, counts, *, column: str = "y", seed: Seed)
         raise InputError(f"dataset {dataset.info.name!r} has no column {column!r}; "
                          f"its columns are {sorted(dataset.columns)}")
     counts = np.asarray(counts)
+    if counts.ndim != 1 or (counts.size and not np.issubdtype(counts.dtype, np.integer)):
+        raise InputError(f"counts must be a 1-d array of integers, one per group, got {counts.dtype} {counts.shape}")
     groups = check_labels(column, groups, len(counts))
-    rng = np.random.default_rng(seed)
+    rng = rng_of(seed)
     keep = []
     for g, k in enumerate(counts):
         members = np.flatnonzero(groups == g)
@@ -178,7 +189,7 @@ def meta_split(dataset: Dataset, per_class: int, *, seed: Seed) -> tuple[Dataset
     is all False, so the meta set is clean whether the split is taken before or after corruption.
     `rest` and `meta` are disjoint and together hold every row, each in its original order.
     """
-    if int(per_class) != per_class or per_class < 1:
+    if not is_whole(per_class) or per_class < 1:
         raise InputError(f"the meta split would be empty: per_class must be a positive integer, got {per_class}")
     y = _labels_of(dataset)
     clean = dataset.columns.get("clean_y", y)
@@ -191,7 +202,7 @@ def meta_split(dataset: Dataset, per_class: int, *, seed: Seed) -> tuple[Dataset
         raise InputError(
             f"class {_group_name(dataset, 'y', g)} has {sizes[g]} examples, fewer than the {per_class} "
             f"meta examples asked per class; {fix}")
-    rng = np.random.default_rng(seed)
+    rng = rng_of(seed)
     chosen = np.concatenate([rng.choice(np.flatnonzero(clean == g), size=per_class, replace=False)
                              for g in range(c)])
     is_meta = np.zeros(len(y), bool)

@@ -22,9 +22,9 @@ import numpy as np
 from jdps.data.corruptions import Seed, subsample_groups
 from jdps.data.dataset import Dataset, DatasetInfo, Document
 from jdps.errors import InputError
-from jdps.losses import PAD_ID
 from jdps.validate import check_labels
 
+PAD_ID = 0  # token id 0 is padding in every jdps tokenizer (jdps.losses.PAD_ID)
 BOS_ID = 1
 EOS_ID = 2
 OFFSET = 3  # token id of byte b is b + OFFSET

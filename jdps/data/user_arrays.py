@@ -16,24 +16,37 @@ from jdps.errors import InputError
 from jdps.validate import check_finite, check_labels, check_same_length
 
 NPZ_KEYS = ("x", "y", "id")
+FLOAT_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 
 
 def from_arrays(x, y=None, ids=None, *, name: str = "arrays", class_names: tuple[str, ...] = (),
                 provenance: str = "user arrays", licence: str = "the user's own") -> Dataset:
     """Check x, y and ids (shapes, dtypes, finiteness, unique ids) and wrap them as a `Dataset`."""
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"x is not an array of one shape ({err}); pass x as a numeric array [N, ...]") from None
     if x.ndim < 1 or len(x) == 0:
         raise InputError(f"x must hold at least one example, shaped [N, ...]; got shape {x.shape}")
+    if x.size == 0:
+        raise InputError(f"x has shape {x.shape}: its examples hold no values; each example needs at least one "
+                         "feature, shaped [N, F] or [N, H, W, ...]")
     if not np.issubdtype(x.dtype, np.floating):
         fix = "convert it with x.astype(np.float32) (scaled as you need, e.g. / 255 for pixels)"
         if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
             fix = "x must be a numeric array of floats, one row per example"
         raise InputError(f"x has dtype {x.dtype} but must be floating point; {fix}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise InputError(f"x has dtype {x.dtype}, which jdps (JAX) does not compute in; convert it with "
+                         "x.astype(np.float32)")
     check_finite("x", x)
     if y is not None:
         y = check_labels("y", y, len(class_names) or None)
         if len(y) and y.min() < 0:
             raise InputError(f"y holds negative labels (min {y.min()}); class ids must be 0, 1, ..., K-1")
+        if len(y) and y.max() > np.iinfo(np.int32).max:
+            raise InputError(f"y holds the label {y.max()}, beyond the int32 class ids jdps uses (< 2**31); "
+                             "class ids must be 0, 1, ..., K-1: relabel them (e.g. np.unique(y, return_inverse=True))")
         y = y.astype(np.int32)
     if ids is not None:
         ids = np.asarray(ids)

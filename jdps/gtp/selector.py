@@ -38,11 +38,12 @@ class GTPState(NamedTuple):
     index: np.ndarray
 
 
-def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, **options) -> GTPState:
+def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, resume=None, **options) -> GTPState:
     """Trajectory features of `data` over `checkpoints` and the target: the mean row (in-domain) or the mean
     trajectory of `target_data` (target-domain, with the same projections, without Adam preconditioning).
-    `options` go to `jdps.gtp.trajectory.trajectory_features`; `out` writes A to a .npy file (a memmap)."""
-    traj = trajectory.trajectory_features(task, checkpoints, data, d=d, key=key, out=out, **options)
+    `options` go to `jdps.gtp.trajectory.trajectory_features`; `out` writes A to a .npy file (a memmap);
+    `resume` (a `jdps.checkpoint.Checkpoints`) keeps A's finished checkpoint blocks, so a killed fit resumes."""
+    traj = trajectory.trajectory_features(task, checkpoints, data, d=d, key=key, out=out, resume=resume, **options)
     if target_data is None:
         b = trajectory.mean_row(traj.features)
     else:

@@ -24,6 +24,7 @@ row of the target examples' trajectory with the same projections (`target_trajec
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
@@ -36,7 +37,7 @@ from jdps.gradients import factored as fa
 from jdps.gradients import param_filter as pf
 from jdps.data.batching import scoring_batches
 from jdps.data.dataset import Dataset
-from jdps.errors import InputError
+from jdps.errors import CheckpointError, InputError
 from jdps.gradients.features import per_example_features
 from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.gradients.projection import check_kind, project
@@ -115,17 +116,46 @@ def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, b
     return np.concatenate(rows)[order], index[order]
 
 
+def _rows(data) -> int:
+    """N of a Dataset or a dict of arrays (resume needs the rows to be 0..N-1)."""
+    if not isinstance(data, (Dataset, Mapping)):
+        raise InputError("resume needs the data as a Dataset or a dict of arrays [N, ...] (its rows are the "
+                         "examples 0..N-1), not a list of batches")
+    return len(data.x) if isinstance(data, Dataset) else len(next(iter(data.values())))
+
+
+def _restored_block(resume, t: int, rows):
+    """Checkpoint t's block [N, w] saved (step t + 1) in `resume`, or None (none saved, or unusable: then
+    a one-line warning, and the block is computed again)."""
+    if resume is None or t + 1 not in resume.steps():
+        return None
+    try:
+        block = np.asarray(resume.restore(t + 1)["block"])
+    except (CheckpointError, KeyError, TypeError) as err:
+        print(f"jdps: warning: the saved features of checkpoint {t} in {resume.directory} are unusable "
+              f"({str(err)[:160]}); computing them again", file=sys.stderr)
+        return None
+    if block.ndim != 2 or len(block) != rows or block.dtype != np.float32:
+        print(f"jdps: warning: the saved features of checkpoint {t} in {resume.directory} have shape {block.shape}, "
+              f"not [{rows}, w]; computing them again", file=sys.stderr)
+        return None
+    return block
+
+
 def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weights=None,
                         shared_projection: bool = False, normalize: bool = False, adam=None, adam_betas=LESS_ADAM,
                         method: str = "vmap", param_filter=None, kind: str = "rademacher", batch_size: int = 256,
-                        chunk_size: int | None = None, out=None) -> Trajectory:
+                        chunk_size: int | None = None, out=None, resume=None) -> Trajectory:
     """The N x T d trajectory matrix of `data` over `checkpoints` (see the module docstring).
 
     task: a `Task` or loss_fn(params, batch) -> [B]; checkpoints: a list of T params pytrees; data: a
     `Dataset`, a dict of arrays [N, ...] or a list of batches carrying `index`; key: a jax key or int seed;
     checkpoint_weights: c_t [T] (default 1); adam: T pairs (mu_t, nu_t) of params-shaped Adam moments
     (e.g. optax's ScaleByAdamState mu, nu), which needs method='vmap'; out: a `.npy` path to write the
-    matrix into (returned as a read-only memmap). The other arguments go to `per_example_features`.
+    matrix into (returned as a read-only memmap); resume: a `jdps.checkpoint.Checkpoints` (max_to_keep=None)
+    that keeps each checkpoint's finished block [N, d] as step t + 1, so the same call after a kill computes
+    only the blocks not saved yet and returns the uninterrupted matrix (data: a Dataset or a dict of arrays).
+    The other arguments go to `per_example_features`.
     """
     checkpoints = _checkpoint_list(checkpoints)
     data = _reusable(data)
@@ -143,29 +173,36 @@ def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weig
             raise InputError("Adam preconditioning transforms each full per-example gradient, which only "
                              "method='vmap' forms; pass method='vmap'")
 
+    rows = _rows(data) if resume is not None else None
     matrix, index = None, None
     for t, params in enumerate(checkpoints):
-        key_t = key if shared_projection else jax.random.fold_in(key, t)
-        if adam is None:
-            f = per_example_features(task, params, data, d=d, key=key_t, method=method, param_filter=param_filter,
-                                     kind=kind, batch_size=batch_size, chunk_size=chunk_size)
-            phi, idx = f.features, f.index
-        else:
-            phi, idx = _adam_features(task, params, data, adam[t], d=d, key=key_t, kind=kind,
-                                      param_filter=param_filter, batch_size=batch_size, chunk_size=chunk_size,
-                                      betas=adam_betas)
+        block, idx = _restored_block(resume, t, rows), np.arange(rows) if rows is not None else None
+        if block is None:
+            key_t = key if shared_projection else jax.random.fold_in(key, t)
+            if adam is None:
+                f = per_example_features(task, params, data, d=d, key=key_t, method=method,
+                                         param_filter=param_filter, kind=kind, batch_size=batch_size,
+                                         chunk_size=chunk_size)
+                phi, idx = f.features, f.index
+            else:
+                phi, idx = _adam_features(task, params, data, adam[t], d=d, key=key_t, kind=kind,
+                                          param_filter=param_filter, batch_size=batch_size, chunk_size=chunk_size,
+                                          betas=adam_betas)
+            if normalize:
+                norms = np.linalg.norm(phi, axis=1, keepdims=True)
+                phi = phi / np.where(norms > 0, norms, 1.0)
+            block = np.asarray(c[t] * phi, np.float32)
+            if resume is not None:
+                resume.save(t + 1, {"block": block})
         if matrix is None:
-            index, width = idx, phi.shape[1]
+            index, width = idx, block.shape[1]
             shape = (len(idx), t_count * width)
             matrix = (np.zeros(shape, np.float32) if out is None else
                       np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape))
-        elif not np.array_equal(idx, index):
+        elif not np.array_equal(idx, index) or block.shape[1] != width:
             raise InputError(f"checkpoint {t} scored examples {idx[:5]}... but checkpoint 0 scored {index[:5]}...; "
                              "every checkpoint must see the same examples")
-        if normalize:
-            norms = np.linalg.norm(phi, axis=1, keepdims=True)
-            phi = phi / np.where(norms > 0, norms, 1.0)
-        matrix[:, t * width:(t + 1) * width] = c[t] * phi
+        matrix[:, t * width:(t + 1) * width] = block
     if out is not None:
         matrix.flush()
         del matrix

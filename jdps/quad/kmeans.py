@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdps.errors import InputError
-from jdps.validate import as_key, check_finite
+from jdps.validate import as_key, check_finite, is_whole
 
 
 class KMeans(NamedTuple):
@@ -134,11 +134,11 @@ def kmeans(key, x, k: int, *, restarts: int = 4, max_iter: int = 300, tol: float
         x = x.astype(np.float32)
     check_finite("the k-means features", x)
     for name, value, low in (("k", k, 1), ("restarts", restarts, 1), ("max_iter", max_iter, 1)):
-        if int(value) != value or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value}")
+        if not is_whole(value) or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     if k > x.shape[0]:
         raise InputError(f"k = {k} clusters exceed the {x.shape[0]} points; pass k <= {x.shape[0]}")
-    if not (tol >= 0):
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
         raise InputError(f"tol must be >= 0 (a relative centre shift), got {tol}")
     x = jnp.asarray(x)
     return _kmeans(as_key(key), x, jnp.asarray(tol, x.dtype), k=int(k), restarts=int(restarts),

@@ -199,16 +199,50 @@ def _accept(mode: str, share: float, tau: float, reward: float, block, sample, s
     return np.concatenate([ranked, block[len(sample):]])
 
 
+STOPS = ("running", "max_rounds", "exhausted", "budget")
+
+
+def _rounds_state(n: int, n_clusters: int, max_rounds: int) -> dict:
+    """The host state of the rounds, of fixed shapes (so it can be saved and restored each round): the next
+    round, why the rounds stopped (an index of STOPS), the bandit, the documents used up per cluster, the
+    scores [N], the accepted documents in order [N] (-1 past `n_accepted`) and the log, flat: the valid
+    arms and their rewards of every round one after another [N] (a valid pull uses up at least one
+    document, so there are at most N), and per round [R] their count, the documents scored and accepted,
+    and the selected total. R = min(max_rounds, N): every logged round uses up a document."""
+    arms = bandit.init(n_clusters)
+    rounds = min(max_rounds, n)
+    return {"round": np.int64(0), "stop": np.int64(0), "reward_sum": arms.reward_sum, "count": arms.count,
+            "used": np.zeros(n_clusters, np.int64), "scores": np.full(n, np.nan),
+            "accepted": np.full(n, -1, np.int64), "n_accepted": np.int64(0),
+            "log_arms": np.full(n, -1, np.int64), "log_rewards": np.zeros(n, np.float64),
+            "log_pulls": np.zeros(rounds, np.int64), "log_scored": np.zeros(rounds, np.int64),
+            "log_accepted": np.zeros(rounds, np.int64), "log_selected": np.zeros(rounds, np.int64)}
+
+
+def _log(h: dict) -> list[dict]:
+    """The per-round log of `select`'s info from the flat arrays of the rounds' state."""
+    log, at = [], 0
+    for r in range(int(h["round"])):
+        c = int(h["log_pulls"][r])
+        log.append({"round": r, "arms": h["log_arms"][at:at + c].tolist(), "rewards": h["log_rewards"][at:at + c].tolist(),
+                    "scored": int(h["log_scored"][r]), "accepted": int(h["log_accepted"][r]),
+                    "selected": int(h["log_selected"][r])})
+        at += c
+    return log
+
+
 def select(state: QuadState, *, key, budget: int | None = None, fraction: float | None = None,
            score: str = "cosine", alpha: float | None = None, tau: float | None = None,
            clusters_per_round: int | None = None, samples_per_pull: int | None = None,
            block_size: int | None = None, radius: float | None = None, metric: str = "cosine",
            acceptance: str = "block", share: float = 0.5, max_rounds: int | None = None,
-           projection_dim: int = 8192) -> Selection:
+           projection_dim: int = 8192, checkpoints=None) -> Selection:
     """Select k = budget (or ceil(fraction N)) pool documents by the bandit (see the module docstring).
 
     key: a jax key or an integer seed (document order in the clusters, tie-breaks, the projection);
     options left None take the defaults of the module docstring. The same key gives the same selection.
+    checkpoints: a `jdps.checkpoint.Checkpoints` that keeps the rounds' host state after every round (step
+    = rounds done), so the same call after a kill goes on from the last saved round to the same selection.
     """
     n = len(state.clusters.labels)
     k = budget_from(n, budget=budget, fraction=fraction)
@@ -225,15 +259,18 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
     scorer = _scorer(state, s["score"], k_proj, s["projection_dim"])
     p, m = s["clusters_per_round"], s["samples_per_pull"]
 
-    arms_state = bandit.init(n_clusters)
-    used = np.zeros(n_clusters, np.int64)                  # documents of each cluster used up
-    scores = np.full(n, np.nan)
-    accepted, total, log, stop = [], 0, [], "max_rounds"
-    for r in range(s["max_rounds"]):
+    h = _rounds_state(n, n_clusters, s["max_rounds"])
+    if checkpoints is not None:
+        _, h = checkpoints.restore_latest(h)
+        h = {name: np.array(v) if isinstance(v, np.ndarray) else v for name, v in h.items()}   # writable
+    while int(h["round"]) < s["max_rounds"] and not h["stop"]:
+        r = int(h["round"])
+        used = h["used"]
         available = used < size
         if not available.any():
-            stop = "exhausted"
+            h["stop"] = np.int64(STOPS.index("exhausted"))
             break
+        arms_state = bandit.BanditState(h["reward_sum"], h["count"])
         arms, valid = bandit.choose(jax.random.fold_in(k_choose, r), bandit.ucb(arms_state, s["alpha"]),
                                     jnp.asarray(available), p)
         arms, valid = np.asarray(arms), np.asarray(valid)
@@ -251,23 +288,30 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
         rewards = np.where(valid, (values * scored).sum(1) / np.maximum(scored.sum(1), 1) - s["tau"], 0.0)
         arms_state = bandit.update(arms_state, jnp.asarray(arms), jnp.asarray(rewards), jnp.asarray(valid),
                                    weights)
-        taken = 0
+        h["reward_sum"], h["count"] = arms_state
+        taken, total = 0, int(h["n_accepted"])
         for i, (c, b) in enumerate(zip(arms, blocks)):
             if not valid[i]:
                 continue
             sample = rows[i][scored[i]]
-            scores[sample] = values[i][scored[i]]
+            h["scores"][sample] = values[i][scored[i]]
             chosen = _accept(s["acceptance"], s["share"], s["tau"], rewards[i], b, sample, values[i][scored[i]])
-            accepted.append(chosen)
+            h["accepted"][total + taken: total + taken + len(chosen)] = chosen
             taken += len(chosen)
             used[c] += len(b)
         total += taken
-        log.append({"round": r, "arms": arms[valid].tolist(), "rewards": rewards[valid].tolist(),
-                    "scored": int(scored[valid].sum()), "accepted": taken, "selected": min(total, k)})
+        at, pulls = int(h["log_pulls"][:r].sum()), int(valid.sum())
+        h["log_arms"][at:at + pulls], h["log_rewards"][at:at + pulls] = arms[valid], rewards[valid]
+        h["log_pulls"][r], h["log_scored"][r], h["log_accepted"][r] = pulls, int(scored[valid].sum()), taken
+        h["log_selected"][r] = min(total, k)
+        h["n_accepted"], h["round"] = np.int64(total), np.int64(r + 1)
         if total >= k:
-            stop = "budget"
-            break
-    indices = np.concatenate(accepted)[:k] if accepted else np.zeros(0, np.int64)
+            h["stop"] = np.int64(STOPS.index("budget"))
+        if checkpoints is not None:
+            checkpoints.save(r + 1, h)
+    stop = STOPS[int(h["stop"])] if h["stop"] else "max_rounds"
+    indices = h["accepted"][:int(h["n_accepted"])][:k]
+    scores, used, log = h["scores"], h["used"], _log(h)
     n_scored = int(np.isfinite(scores).sum())
     info = {"method": "quad", "budget": k, "count": len(indices), "stop_reason": stop, "rounds": len(log),
             "scored": n_scored, "fraction_scored": n_scored / n,

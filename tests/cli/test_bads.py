@@ -138,4 +138,4 @@ def test_presets_by_name(capsys):
     assert parser.parse_args([*base, "--preset", "default"]).preset == "default"
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--preset", "nope"])
-    assert "choose from 'balance', 'denoise', 'text', 'default'" in capsys.readouterr().err
+    assert "choose from 'balance', 'denoise', 'faithful', 'text', 'default'" in capsys.readouterr().err

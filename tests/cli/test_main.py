@@ -105,7 +105,7 @@ def test_epochs_and_steps_are_exclusive(digits_npz, capsys):
         assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     assert main(["train", "--train", str(d / "train.npz"), "--steps", "3", "--batch-size", "500", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["steps"] == 3 and report["epochs"] == 2       # 1400 // 500 = 2 steps an epoch
+    assert report["steps"] == 3 and report["epochs"] == 1       # ceil(1400 / 500) = 3 steps an epoch
 
 
 def test_a_label_outside_num_classes_names_the_file(images, capsys):

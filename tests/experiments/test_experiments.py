@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
+import jdps
 from experiments import (
     bads_balance,
     bads_denoise,
@@ -76,11 +77,40 @@ def test_random_needs_the_kept_size():
 
 
 def test_write_report_and_command_line(tmp_path):
-    common.write_report(tmp_path / "sub" / "r", "# hi\n", {"a": [1, 2]})
-    assert (tmp_path / "sub" / "r.md").read_text() == "# hi\n"
-    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": [1, 2]}
+    prov = common.provenance("python -m experiments.x --seeds 0", seeds=[0], datasets=["digits"])
+    common.write_report(tmp_path / "sub" / "r", "# hi\n", {"a": [1, 2]}, prov)
+    md = (tmp_path / "sub" / "r.md").read_text()
+    assert md.startswith("# hi\n\nProvenance: `{") and md.count("\n") == 3            # the report, then one line
+    payload = json.loads((tmp_path / "sub" / "r.json").read_text())
+    assert payload["a"] == [1, 2] and payload["provenance"] == json.loads(md.split("`")[1])
+    assert payload["provenance"]["jdps"] == jdps.__version__ and payload["provenance"]["seed"] == [0]
+    assert "catalogue:digits" in payload["provenance"]["inputs"]
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "r.md"]      # no temporary left
     assert common.command_line("experiments.bads_text", ["--set", "rho=0.1 x"]) == (
         "python -m experiments.bads_text --set 'rho=0.1 x'")
+
+
+def test_cells_keep_finished_records_and_refuse_another_setup(tmp_path):
+    cells = common.Cells(tmp_path / "cells", {"setup": {"n": 1}})
+    calls = []
+    record = cells.run(lambda: calls.append(1) or {"acc": np.float64(0.5), "k": np.int64(3)}, seed=0, method="m")
+    assert record == {"acc": 0.5, "k": 3} and calls == [1]
+    again = common.Cells(tmp_path / "cells", {"setup": {"n": 1}})
+    assert again.run(lambda: pytest.fail("ran again"), seed=0, method="m") == record
+    assert again.get(seed=1, method="m") is None and not again.done(seed=0, method="other")
+    with pytest.raises(InputError, match=r"another setup \(they differ in \['setup'\]\)"):
+        common.Cells(tmp_path / "cells", {"setup": {"n": 2}})
+    off = common.Cells(None, {})                               # no --checkpoint-dir: every cell runs
+    assert off.run(lambda: {"a": 1}, seed=0) == {"a": 1} and off.get(seed=0) is None
+
+
+def test_two_runs_cannot_write_one_report(tmp_path):
+    second = common.experiment_run("experiments.x", [], tmp_path / "r", setup=gtp_coreset.Setup(), seeds=[0])
+    with common.experiment_run("experiments.x", [], tmp_path / "r", setup=gtp_coreset.Setup(), seeds=[0]) as ex:
+        assert ex.command == "python -m experiments.x" and ex.provenance["seed"] == [0]
+        with pytest.raises(InputError, match="another jdps run"):
+            second.__enter__()
+    assert not (tmp_path / "r.lock").exists()
 
 
 def test_baselines_and_preset_changes():
@@ -164,7 +194,7 @@ def test_denoise_smoke_run(sym60, tmp_path, monkeypatch, capsys):
     report = (tmp_path / "run.md").read_text()
     assert "`python -m experiments.bads_denoise --noise sym60 --methods bads --seeds 0 --out " in report
     assert "| bads (final θ) |" in report and "| AUROC, clean vs corrupted |" in report
-    assert report in capsys.readouterr().out
+    assert report.split("\n\nProvenance: ")[0] in capsys.readouterr().out     # the report, less its provenance
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["setup"]["n_train"] == 600 and [r["method"] for r in saved["runs"]] == ["bads"]
 
@@ -421,10 +451,17 @@ def test_coreset_smoke_run(tmp_path, monkeypatch):
     monkeypatch.setattr(gtp_coreset, "FULL", gtp_coreset.Setup(n_pool=120, n_dup_groups=5, warmup_epochs=1, d=32,
                                                               steps=10, batch_size=16, hidden=(8,)))
     argv = ["--seeds", "0", "--pools", "dup", "--fractions", "0.05", "--methods", "gtp-omp", "random",
-            "--out", str(tmp_path / "c")]
+            "--out", str(tmp_path / "c"), "--checkpoint-dir", str(tmp_path / "cells")]
     assert gtp_coreset.main(argv) == 0
     _wrote(tmp_path / "c", ".md", ".json", ".png")
-    full, omp, rnd = json.loads((tmp_path / "c.json").read_text())["records"]
+    first = json.loads((tmp_path / "c.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.md", "c.png", "cells"]   # no lock, no temporary
+    assert len(list((tmp_path / "cells").glob("*.cell.json"))) == 3
+    # re-run with every cell done: nothing is trained again, and the report is the same
+    monkeypatch.setattr(gtp_coreset, "warmup_checkpoints", lambda *a, **k: pytest.fail("a finished cell ran again"))
+    assert gtp_coreset.main(argv) == 0
+    assert json.loads((tmp_path / "c.json").read_text()) == first
+    full, omp, rnd = first["records"]
     assert [full["method"], omp["method"], rnd["method"]] == ["full", "gtp-omp", "random"]
     assert full["k"] == 140 and full["copies"] == 25 and full["redundant"] == 20
     assert omp["k"] == rnd["k"] == 7 and omp["count"] <= 7 and rnd["count"] == 7  # ceil(0.05 * 140)

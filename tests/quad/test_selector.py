@@ -189,3 +189,32 @@ def test_bad_input_is_named(problem, state):
         quad.select(state, key=0, budget=5, score="loss")
     with pytest.raises(InputError, match="embeddings must be"):
         quad.fit(task, params, pool, reference, key=0, embeddings=np.zeros((3, 2)))
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_rounds_resume_from_their_checkpoints_to_the_same_selection(state, tmp_path):
+    """A selection killed after a few saved rounds, re-run with the same Checkpoints, equals an
+    uninterrupted one: indices, scores and the info with its per-round log."""
+    from jdps.checkpoint import Checkpoints
+
+    whole = quad.select(state, key=11, budget=30, **SMALL)
+
+    class KilledAfter(Checkpoints):
+        def save(self, step, tree):
+            super().save(step, tree)
+            if step == 3:
+                raise _Killed
+
+    with pytest.raises(_Killed):
+        quad.select(state, key=11, budget=30, checkpoints=KilledAfter(tmp_path / "rounds"), **SMALL)
+    ckpt = Checkpoints(tmp_path / "rounds")
+    assert ckpt.steps() == [1, 2, 3]
+    resumed = quad.select(state, key=11, budget=30, checkpoints=ckpt, **SMALL)
+    np.testing.assert_array_equal(resumed.indices, whole.indices)
+    np.testing.assert_array_equal(resumed.scores, whole.scores)
+    assert resumed.info == whole.info and whole.info["rounds"] > 3
+    again = quad.select(state, key=11, budget=30, checkpoints=Checkpoints(tmp_path / "rounds"), **SMALL)
+    assert again.info == whole.info                          # a finished run: read back, nothing redone

@@ -54,6 +54,7 @@ from jdps.gtp.pursuit.rows import (
     on_device,
 )
 from jdps.gtp.pursuit.solvers import STOP_REASONS, run_device, run_streamed
+from jdps.validate import is_whole
 
 METHODS = ("omp", "cosamp", "topk", "gradmatch")
 SCORES = ("correlation", "cosine")
@@ -121,20 +122,22 @@ def _checked(A, b, k, method, score, tol, ridge, iterations, max_iterations, mes
     if not np.any(b):
         raise InputError("the target b is all zeros, so there is nothing to match; for in-domain selection pass "
                          "the mean row of A (jdps.gtp.trajectory.mean_row), for target-domain the mean target row")
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= n:
-        raise InputError(f"budget k must be an integer in [1, N] = [1, {n}], got {k}")
-    if not tol >= 0 or not ridge >= 0:
-        raise InputError(f"tol and ridge must be >= 0, got tol={tol}, ridge={ridge}")
+    if not is_whole(k) or not 1 <= k <= n:
+        raise InputError(f"budget k must be an integer in [1, N] = [1, {n}], got {k!r}")
+    for name, value in (("tol", tol), ("ridge", ridge)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not value >= 0:
+            raise InputError(f"{name} must be a number >= 0, got {value!r}")
     for name, value in (("iterations", iterations), ("max_iterations", max_iterations)):
-        if value is not None and (int(value) != value or value < 1):
-            raise InputError(f"{name} must be a positive integer, got {value}")
+        if value is not None and (not is_whole(value) or value < 1):
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     if mesh is not None and AXIS not in mesh.axis_names:
         raise InputError(f"the mesh has axes {mesh.axis_names}; pursuit shards candidates over an axis named "
                          f"'{AXIS}': build it as Mesh(devices, ('{AXIS}',))")
     if mesh is not None and block_rows is not None:
         raise InputError("A streamed from disk (block_rows or an np.memmap) is scanned on one device; pass "
                          "mesh=None, or load A into memory (np.asarray) to shard it")
-    if block_rows is not None and (int(block_rows) != block_rows or block_rows < 1):
+    if block_rows is not None and (not is_whole(block_rows) or block_rows < 1):
         raise InputError(f"block_rows must be a positive integer, got {block_rows}")
     return A, b, int(k)
 
