@@ -182,8 +182,8 @@ def add_bads_parsers(subparsers) -> None:
     p = flags.command(subparsers, "bads", "BADS weights for your npz training set, from a curated meta set",
                       _cmd_bads)
     flags.choice(p, "--preset", flags.Lazy(_presets), "jdps.bads.PRESETS entry ('default': BADSConfig())",
-                 default="denoise")
-    _common(p, None, "theta's SGD-like step size (default: the preset's)")
+                 default="default")
+    _common(p, None, "theta's step size (pSGLD's RMSprop step for the default; default: the preset's)")
     p.add_argument("--weight-lr", type=flags.positive_float, help="step of one visit to a weight (default: the preset's)")
     p.add_argument("--burn-in", type=flags.nonneg_int, default=0, help="epochs before the weights' posterior means start")
 
