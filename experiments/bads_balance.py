@@ -52,6 +52,7 @@ from scipy.stats import spearmanr
 from experiments.common import (
     BASELINES,
     RESULTS,
+    Cells,
     command_line,
     kept_size,
     markdown_table,
@@ -143,12 +144,13 @@ def run_baseline(name: str, train, meta, test, setup: Setup, seed: int, kept: in
     return {"balanced_accuracy": balanced_accuracy(predicted, test.y)}
 
 
-def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print) -> tuple[list[dict], dict]:
+def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print,
+             cells: Cells | None = None) -> tuple[list[dict], dict]:
     """Every (seed, meta size, method) run -> (records, {seed: training class counts [C]}).
 
     BADS variants run first on each draw (`random` keeps as many examples as `bads`, else as the first
     variant run)."""
-    extra = extra or {}
+    extra, cells = extra or {}, cells or Cells(None, {})
     records, counts = [], {}
     order = sorted(methods, key=lambda m: (m not in VARIANTS, m != "bads"))
     for seed in seeds:
@@ -157,13 +159,18 @@ def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print)
         for k in setup.meta_sizes:
             meta, kept = meta_subset(pool, k), None
             for name in order:
+                def run_one(name=name, kept=kept):
+                    if name in VARIANTS:
+                        figures, seconds = timed(run_bads, name, train, meta, test, setup, seed, extra)
+                    else:
+                        figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
+                    return {"meta_per_class": k, "seed": seed, "method": name, "seconds": round(seconds, 1),
+                            **figures}
+                record = cells.run(run_one, seed=seed, meta=k, method=name)
                 if name in VARIANTS:
-                    figures, seconds = timed(run_bads, name, train, meta, test, setup, seed, extra)
-                    kept = figures["kept"] if kept is None or name == "bads" else kept
-                else:
-                    figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
-                records.append({"meta_per_class": k, "seed": seed, "method": name, "seconds": round(seconds, 1),
-                                **figures})
+                    kept = record["kept"] if kept is None or name == "bads" else kept
+                records.append(record)
+                figures = record
                 log(f"seed {seed} meta {k:2d}/class {name:13s} balanced accuracy "
                     f"{100 * figures['balanced_accuracy']:.2f}%  [{records[-1]['seconds']:.0f} s]")
     return records, counts
@@ -263,12 +270,16 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished run in DIR; the same command with the same DIR skips them "
+                             "(a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     if "random" in args.methods and not set(args.methods) & set(VARIANTS):
         parser.error("random keeps as many examples as BADS: add bads to --methods")
     setup = replace(FULL, meta_sizes=tuple(args.meta_sizes), epochs=args.epochs)
     extra = overrides(args.set)
-    records, counts = run_grid(args.methods, args.seeds, setup, extra)
+    cells = Cells(args.checkpoint_dir, {"module": "experiments.bads_balance", "setup": asdict(setup), "extra": extra})
+    records, counts = run_grid(args.methods, args.seeds, setup, extra, cells=cells)
     print(save(records, counts, setup, command_line("experiments.bads_balance", argv), args.out, extra))
     return 0
 

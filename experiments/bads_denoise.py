@@ -41,6 +41,7 @@ from sklearn.metrics import roc_auc_score
 from experiments.common import (
     BASELINES,
     RESULTS,
+    Cells,
     command_line,
     kept_size,
     markdown_table,
@@ -144,24 +145,34 @@ def run_method(name: str, train, meta, test, setup: Setup, seed: int, kept: int 
     return {"accuracy": evaluate(task, result.params, test)["accuracy"]}
 
 
-def run_grid(noises, methods, seeds, setup: Setup, log=print) -> list[dict]:
+def run_grid(noises, methods, seeds, setup: Setup, log=print, cells: Cells | None = None) -> list[dict]:
     """Every (noise, seed, method) run -> a list of records {noise, seed, method, seconds, ...figures}.
 
     BADS runs first on each data draw (`random` needs its kept size); its record keeps the weights and
-    the corrupted mask for the histogram."""
+    the corrupted mask for the histogram. With `cells` (--checkpoint-dir) each finished run is kept and a
+    re-run computes only the missing ones."""
+    cells = cells or Cells(None, {})
     records = []
     for noise in noises:
         for seed in seeds:
-            train, meta, test = make_data(noise, setup, seed)
+            data = []  # drawn on the first run that needs it
             kept = None
-            for name in sorted(methods, key=lambda m: m != "bads"):
+
+            def run_one(name):
+                if not data:
+                    data.extend(make_data(noise, setup, seed))
+                train, meta, test = data
                 if name == "bads":
                     figures, seconds = timed(run_bads, train, meta, test, setup, seed)
                     figures["corrupted"] = train.columns["corrupted"]
-                    kept = figures["kept"]
                 else:
                     figures, seconds = timed(run_method, name, train, meta, test, setup, seed, kept)
-                record = {"noise": noise, "seed": seed, "method": name, "seconds": round(seconds, 1), **figures}
+                return {"noise": noise, "seed": seed, "method": name, "seconds": round(seconds, 1), **figures}
+
+            for name in sorted(methods, key=lambda m: m != "bads"):
+                record = cells.run(lambda: run_one(name), noise=noise, seed=seed, method=name)
+                if name == "bads":
+                    kept = record["kept"]
                 records.append(record)
                 log(f"{noise} seed {seed} {name:9s} accuracy {100 * record['accuracy']:.2f}%"
                     + (f" (final theta {100 * record['accuracy_final']:.2f}%), weight AUROC {record['auroc']:.4f}"
@@ -274,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="sym60, one seed, six methods; print the table")
     parser.add_argument("--tune", action="store_true", help="BADS with each setting of TUNING, sym60, one seed; "
                         "writes <out>_tuning.md")
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished run (noise, seed, method) in DIR; the same command with the same "
+                             "DIR skips them (a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     if args.demo:
         print(demo(args.seeds[0]))
@@ -288,7 +302,9 @@ def main(argv=None) -> int:
         return 0
     if "random" in args.methods and "bads" not in args.methods:
         parser.error("random keeps as many examples as BADS: add bads to --methods")
-    records = run_grid(args.noise, args.methods, args.seeds, setup)
+    cells = Cells(args.checkpoint_dir, {"module": "experiments.bads_denoise", "setup": asdict(setup),
+                                        "config": asdict(bads.PRESETS["denoise"])})
+    records = run_grid(args.noise, args.methods, args.seeds, setup, cells=cells)
     print(save(records, setup, command, args.out))
     return 0
 

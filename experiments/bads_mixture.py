@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import (
+    Cells,
     RESULTS,
     command_line,
     corpus,
@@ -115,14 +116,19 @@ def run_one(pool, setup: Setup, target: str, seed: int, extra: dict) -> dict:
     return {"source_weights": domain_means(weights, train.columns["domain"], len(setup.sources))}
 
 
-def run_grid(targets, seeds, setup: Setup, extra: dict | None = None, log=print) -> list[dict]:
-    """Every (target, seed) -> records {target, seed, seconds, source_weights}."""
-    pool = source_windows(setup)
+def run_grid(targets, seeds, setup: Setup, extra: dict | None = None, log=print,
+             cells: Cells | None = None) -> list[dict]:
+    """Every (target, seed) -> records {target, seed, seconds, source_weights}; with `cells`
+    (--checkpoint-dir) each finished run is kept and a re-run computes only the missing ones."""
+    pool, cells = source_windows(setup), cells or Cells(None, {})
     records = []
     for target in targets:
         for seed in seeds:
-            figures, seconds = timed(run_one, pool, setup, target, seed, extra or {})
-            records.append({"target": target, "seed": seed, "seconds": round(seconds, 1), **figures})
+            def run_cell(target=target, seed=seed):
+                figures, seconds = timed(run_one, pool, setup, target, seed, extra or {})
+                return {"target": target, "seed": seed, "seconds": round(seconds, 1), **figures}
+            figures = cells.run(run_cell, target=target, seed=seed)
+            records.append(figures)
             log(f"target {target:5s} seed {seed}: mean weight per source "
                 + ", ".join(f"{s} {w:.3f}" for s, w in zip(setup.sources, figures["source_weights"]))
                 + f"  [{records[-1]['seconds']:.0f} s]")
@@ -197,10 +203,14 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished run in DIR; the same command with the same DIR skips them "
+                             "(a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     setup = replace(FULL, targets=tuple(args.targets), epochs=args.epochs)
     extra = overrides(args.set)
-    records = run_grid(args.targets, args.seeds, setup, extra)
+    cells = Cells(args.checkpoint_dir, {"module": "experiments.bads_mixture", "setup": asdict(setup), "extra": extra})
+    records = run_grid(args.targets, args.seeds, setup, extra, cells=cells)
     print(save(records, setup, command_line("experiments.bads_mixture", argv), args.out, extra))
     return 0
 

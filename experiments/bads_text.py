@@ -45,6 +45,7 @@ import numpy as np
 
 from experiments.common import (
     BASELINES,
+    Cells,
     RESULTS,
     command_line,
     domain_means,
@@ -141,23 +142,28 @@ def run_baseline(name: str, train, meta, test, setup: Setup, seed: int, kept: in
     return {"loss": evaluate(task, result.params, {"x": test.x})["loss"]}
 
 
-def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print) -> list[dict]:
+def run_grid(methods, seeds, setup: Setup, extra: dict | None = None, log=print,
+             cells: Cells | None = None) -> list[dict]:
     """Every (seed, method) run -> records {seed, method, seconds, loss, ...}; BADS runs first on each draw
     and its record holds the mean weight per domain."""
-    extra = extra or {}
+    extra, cells = extra or {}, cells or Cells(None, {})
     records = []
     for seed in seeds:
         train, meta, test = make_data(setup, seed)
         kept = None
         for name in sorted(methods, key=lambda m: m != "bads"):
+            def run_one(name=name, kept=kept):
+                if name == "bads":
+                    figures, seconds = timed(run_bads, train, meta, test, setup, seed, extra)
+                    figures["domain_weights"] = domain_means(figures.pop("weights"), train.columns["domain"],
+                                                             len(setup.domains))
+                else:
+                    figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
+                return {"seed": seed, "method": name, "seconds": round(seconds, 1), **figures}
+            figures = cells.run(run_one, seed=seed, method=name)
             if name == "bads":
-                figures, seconds = timed(run_bads, train, meta, test, setup, seed, extra)
                 kept = figures["kept"]
-                figures["domain_weights"] = domain_means(figures.pop("weights"), train.columns["domain"],
-                                                         len(setup.domains))
-            else:
-                figures, seconds = timed(run_baseline, name, train, meta, test, setup, seed, kept)
-            records.append({"seed": seed, "method": name, "seconds": round(seconds, 1), **figures})
+            records.append(figures)
             log(f"seed {seed} {name:9s} target test loss {figures['loss']:.4f}  [{records[-1]['seconds']:.0f} s]")
     return records
 
@@ -226,12 +232,16 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help="keep every finished run in DIR; the same command with the same DIR skips them "
+                             "(a DIR of another setup is refused)")
     args = parser.parse_args(argv)
     if "random" in args.methods and "bads" not in args.methods:
         parser.error("random keeps as many windows as BADS: add bads to --methods")
     setup = replace(FULL, epochs=args.epochs)
     extra = overrides(args.set)
-    records = run_grid(args.methods, args.seeds, setup, extra)
+    cells = Cells(args.checkpoint_dir, {"module": "experiments.bads_text", "setup": asdict(setup), "extra": extra})
+    records = run_grid(args.methods, args.seeds, setup, extra, cells=cells)
     print(save(records, setup, command_line("experiments.bads_text", argv), args.out, extra))
     return 0
 

@@ -189,7 +189,7 @@ def test_denoise_smoke_run(sym60, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bads_denoise, "FULL", TINY)
     monkeypatch.setattr(bads_denoise, "make_data", lambda noise, setup, seed: (train, meta, test.take(np.arange(500))))
     argv = ["--noise", "sym60", "--methods", "bads", "--seeds", "0", "--out", str(tmp_path / "run")]
-    assert bads_denoise.main(argv) == 0
+    assert bads_denoise.main([*argv, "--checkpoint-dir", str(tmp_path / "cells")]) == 0
     _wrote(tmp_path / "run", ".md", ".json", "_weights.png")
     report = (tmp_path / "run.md").read_text()
     assert "`python -m experiments.bads_denoise --noise sym60 --methods bads --seeds 0 --out " in report
@@ -197,6 +197,11 @@ def test_denoise_smoke_run(sym60, tmp_path, monkeypatch, capsys):
     assert report.split("\n\nProvenance: ")[0] in capsys.readouterr().out     # the report, less its provenance
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["setup"]["n_train"] == 600 and [r["method"] for r in saved["runs"]] == ["bads"]
+    # --checkpoint-dir: the finished run was kept; the same command again reads it instead of running BADS
+    monkeypatch.setattr(bads_denoise, "run_bads", lambda *a, **k: pytest.fail("a kept run was computed again"))
+    assert bads_denoise.main([*argv[:-1], str(tmp_path / "again"), "--checkpoint-dir", str(tmp_path / "cells")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert [(r["method"], r["accuracy"]) for r in again["runs"]] == [(r["method"], r["accuracy"]) for r in saved["runs"]]
 
 
 def test_denoise_demo_and_tune_print_their_tables(sym60, monkeypatch):
