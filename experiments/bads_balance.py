@@ -53,6 +53,7 @@ from experiments.common import (
     BASELINES,
     RESULTS,
     Cells,
+    add_checkpoint_dir,
     command_line,
     kept_size,
     markdown_table,
@@ -270,9 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished run in DIR; the same command with the same DIR skips them "
-                             "(a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "seed, meta size, method")
     args = parser.parse_args(argv)
     if "random" in args.methods and not set(args.methods) & set(VARIANTS):
         parser.error("random keeps as many examples as BADS: add bads to --methods")

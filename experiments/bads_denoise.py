@@ -42,6 +42,7 @@ from experiments.common import (
     BASELINES,
     RESULTS,
     Cells,
+    add_checkpoint_dir,
     command_line,
     kept_size,
     markdown_table,
@@ -285,9 +286,7 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="sym60, one seed, six methods; print the table")
     parser.add_argument("--tune", action="store_true", help="BADS with each setting of TUNING, sym60, one seed; "
                         "writes <out>_tuning.md")
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished run (noise, seed, method) in DIR; the same command with the same "
-                             "DIR skips them (a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "noise, seed, method")
     args = parser.parse_args(argv)
     if args.demo:
         print(demo(args.seeds[0]))

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import (
-    Cells,
     RESULTS,
+    Cells,
+    add_checkpoint_dir,
     command_line,
     corpus,
     domain_means,
@@ -203,9 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished run in DIR; the same command with the same DIR skips them "
-                             "(a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "target, seed")
     args = parser.parse_args(argv)
     setup = replace(FULL, targets=tuple(args.targets), epochs=args.epochs)
     extra = overrides(args.set)

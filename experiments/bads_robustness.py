@@ -42,7 +42,15 @@ import jax
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from experiments.common import RESULTS, adam, command_line, markdown_table, pyplot, save_figure, write_report
+from experiments.common import (
+    RESULTS,
+    adam,
+    command_line,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_report,
+)
 from jdps import bads
 from jdps.baselines import run_baseline
 from jdps.data import corrupt_labels, load, meta_split

@@ -45,8 +45,9 @@ import numpy as np
 
 from experiments.common import (
     BASELINES,
-    Cells,
     RESULTS,
+    Cells,
+    add_checkpoint_dir,
     command_line,
     domain_means,
     kept_size,
@@ -232,9 +233,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="BADSConfig fields over this experiment's configuration, e.g. rho=0.1")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished run in DIR; the same command with the same DIR skips them "
-                             "(a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "seed, method")
     args = parser.parse_args(argv)
     if "random" in args.methods and "bads" not in args.methods:
         parser.error("random keeps as many windows as BADS: add bads to --methods")

@@ -393,6 +393,13 @@ def save_figure(fig, path: Path, dpi: int = 120, provenance: dict | None = None)
 
 # --- resume: finished cells, and one writer per report ---------------------------------------------------
 
+def add_checkpoint_dir(parser, cell: str) -> None:
+    """The experiments' --checkpoint-dir flag; `cell` names what identifies a finished cell."""
+    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                        help=f"keep every finished cell ({cell}) in DIR; the same command with the same DIR skips "
+                             "them (a DIR of another setup is refused)")
+
+
 class Cells:
     """The finished cells of an experiment in `directory` (its --checkpoint-dir), one JSON file each, written
     atomically: `run(fn, seed=0, method="gtp-omp", ...)` returns the cell's stored record, or computes

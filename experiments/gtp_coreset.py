@@ -49,6 +49,7 @@ from experiments.common import (
     RESULTS,
     Cells,
     adam,
+    add_checkpoint_dir,
     experiment_run,
     fit_selector,
     markdown_table,
@@ -247,9 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cosamp-max-k", type=int, default=FULL.cosamp_max_k,
                         help="run CoSaMP only for budgets up to this")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished cell (pool, seed, method, fraction) in DIR; the same command with "
-                             "the same DIR skips them (a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "pool, seed, method, fraction")
     args = parser.parse_args(argv)
     setup = replace(FULL, n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
     with experiment_run("experiments.gtp_coreset", argv, args.out, setup=setup, seeds=args.seeds,

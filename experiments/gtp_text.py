@@ -44,6 +44,7 @@ from experiments.common import (
     RESULTS,
     Cells,
     adam,
+    add_checkpoint_dir,
     experiment_run,
     fit_selector,
     lm_task,
@@ -228,9 +229,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.005, 0.01, 0.05])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished cell (seed, protocol, method, fraction) in DIR; the same command "
-                             "with the same DIR skips them (a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "seed, protocol, method, fraction")
     args = parser.parse_args(argv)
     setup = FULL
     with experiment_run("experiments.gtp_text", argv, args.out, setup=setup, seeds=args.seeds,

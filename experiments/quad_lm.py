@@ -90,6 +90,7 @@ from experiments.common import (
     RESULTS,
     Cells,
     adam,
+    add_checkpoint_dir,
     corpus,
     experiment_run,
     fit_selector,
@@ -448,9 +449,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--demo", action="store_true", help="a small pool and budget (a quick check)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
-    parser.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                        help="keep every finished cell (seed, method, fraction) in DIR; the same command with the "
-                             "same DIR skips them (a DIR of another setup is refused)")
+    add_checkpoint_dir(parser, "seed, method, fraction")
     args = parser.parse_args(argv)
     setup = DEMO if args.demo else FULL
     with experiment_run("experiments.quad_lm", argv, args.out, setup=setup, seeds=args.seeds,
