@@ -383,6 +383,7 @@ def main(argv=None) -> int:
         record = run_cell(d, n, m, s, methods, configs, epochs=args.epochs, validation=args.validation,
                           n_pool=args.n_pool)
         _write_json(path, record)
+        jax.clear_caches()  # each cell compiles its own steps: drop them, or a long grid runs out of memory
         print(f"[{i}/{len(todo)}] {d} {n} meta {m} seed {s}: "
               + ", ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in record["methods"].items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
