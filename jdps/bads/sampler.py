@@ -106,6 +106,7 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
     n, m = len(dt["x"]), len(dm["x"])
     if m < 1:
         raise InputError("the meta set is empty; BADS needs a non-empty curated meta set as its likelihood")
+    _check_labels(task, params, dt, dm)
     resolved = resolve(config, n, m, batch_size=batch_size, epochs=epochs, steps=steps)
     arrays = batching.device_arrays({k: dt[k] for k in keys})
     meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
@@ -116,6 +117,28 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
                           min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress,
                           checkpoints=checkpoints)
     return state
+
+
+def _check_labels(task, params, dt: dict, dm: dict) -> None:
+    """Integer labels: every meta class must occur in the pool (else no training weight can serve it), and with
+    a classifier model every label must lie in [0, C), C its number of outputs (else the loss is NaN)."""
+    y, ym = dt.get("y"), dm.get("y")
+    if y is None or ym is None or np.asarray(y).dtype.kind not in "iu" or np.asarray(ym).dtype.kind not in "iu":
+        return
+    missing = sorted(set(np.unique(ym).tolist()) - set(np.unique(y).tolist()))
+    if missing:
+        raise InputError(f"the meta set has classes {missing} that no training example has, so no training weight "
+                         "can serve them; drop those meta examples or add training examples of them")
+    if getattr(task, "model", None) is not None:
+        out = jax.eval_shape(lambda p, x: task.apply(p, x), params, jax.ShapeDtypeStruct((1, *dt["x"].shape[1:]),
+                                                                                          dt["x"].dtype))
+        if len(out.shape) == 2:
+            c = out.shape[-1]
+            for name, labels in (("training", y), ("meta", ym)):
+                labels = np.asarray(labels)
+                if labels.size and (labels.min() < 0 or labels.max() >= c):
+                    raise InputError(f"the {name} labels lie in [{labels.min()}, {labels.max()}] but the model has {c} "
+                                     f"outputs; relabel to 0..{c - 1} or build the model with more classes")
 
 
 def resolve(config: BADSConfig, n: int, m: int, *, batch_size: int, epochs: int | None = None,

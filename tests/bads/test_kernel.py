@@ -388,3 +388,16 @@ def test_any_pool_size_and_a_one_epoch_run_weight_every_example_and_short_runs_a
         bads.fit(task, params, data, meta, key=0, steps=2, batch_size=16)
     with pytest.raises(InputError, match="lower burn_in to at most 3"):
         bads.fit(task, params, data, meta, key=0, steps=6, batch_size=16, config=bads.preset("faithful", burn_in=5))
+
+
+def test_fit_refuses_a_meta_class_absent_from_the_pool_and_labels_beyond_the_model():
+    from jdps.models.mlp import mlp_task
+
+    task, params = mlp_task(0, 2, (4,), 3)
+    x = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    pool = {"x": x, "y": np.arange(40) % 2}
+    with pytest.raises(InputError, match=r"meta set has classes \[2\] that no training example has"):
+        bads.fit(task, params, pool, {"x": x[:6], "y": np.array([0, 1, 2, 0, 1, 2])}, key=0, epochs=1)
+    with pytest.raises(InputError, match=r"training labels lie in \[0, 4\] but the model has 3 outputs"):
+        bads.fit(task, params, {"x": x, "y": np.arange(40) % 5}, {"x": x[:4], "y": np.array([0, 4, 1, 2])}, key=0,
+                 epochs=1)
