@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from experiments.common import (
     save_figure,
     write_report,
 )
-from jdps import bads
+from jdps import bads, outputs
 from jdps.baselines import run_baseline
 from jdps.data import corrupt_labels, load, meta_split
 from jdps.models.mlp import mlp_task
@@ -202,12 +201,6 @@ def run_cell(name: str, noise: str, per_class: int, seed: int, methods, configs:
 
 def _cell_path(cells: Path, name, noise, per_class, seed) -> Path:
     return cells / f"{name}_{noise}_m{per_class}_s{seed}.json"
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def best_baseline(record) -> tuple[str, float]:
@@ -382,7 +375,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         record = run_cell(d, n, m, s, methods, configs, epochs=args.epochs, validation=args.validation,
                           n_pool=args.n_pool)
-        _write_json(path, record)
+        outputs.write_json(path, record)
         jax.clear_caches()  # each cell compiles its own steps: drop them, or a long grid runs out of memory
         print(f"[{i}/{len(todo)}] {d} {n} meta {m} seed {s}: "
               + ", ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in record["methods"].items())

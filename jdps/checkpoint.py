@@ -33,16 +33,11 @@ from jdps.gradients import param_filter as pf
 from jdps.errors import CheckpointError, InputError
 from jdps.outputs import LARGE, inputs_fingerprint  # noqa: F401  (re-exported: the fingerprint of a run's inputs)
 from jdps.outputs import sha256 as _sha256
+from jdps.outputs import write_json
 
 
 SUMS = "sha256.json"          # beside each step's files: {relative path: sha256}
 FINGERPRINT = "fingerprint.json"
-
-
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def _differences(have, want, prefix: str = "") -> list[str]:
@@ -76,7 +71,7 @@ def check_fingerprint(directory: Path, fingerprint: dict) -> None:
         raise InputError(f"checkpoint directory {directory} holds checkpoints without a fingerprint; "
                          "pass an empty or new directory")
     else:
-        _atomic_json(path, want)
+        write_json(path, want)
 
 
 class Checkpoints:
@@ -126,7 +121,7 @@ class Checkpoints:
         self._manager.wait_until_finished()
         folder = self.directory / str(int(step))
         sums = {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
-        _atomic_json(self.directory / f"{int(step)}.{SUMS}", sums)
+        write_json(self.directory / f"{int(step)}.{SUMS}", sums)
         for stale in self.directory.glob(f"*.{SUMS}"):  # sums of steps max_to_keep removed
             if not (self.directory / stale.name.split(".")[0]).exists():
                 stale.unlink(missing_ok=True)
