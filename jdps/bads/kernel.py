@@ -59,7 +59,8 @@ class BADSState(NamedTuple):
     """The sampler state; per-example arrays [N] are indexed by global example index.
 
     params: theta. chain: the weights' chain variables [N] (w for "reflect", logit(w) for "logit") or the
-    weight network's parameters phi (read weights with `posterior_mean_weights`). step: int32 [] steps taken. last_visit: int32 [N] the step count after each
+    weight network's parameters phi (read weights with `posterior_mean_weights`). step: int32 [] steps
+    taken. last_visit: int32 [N] the step count after each
     weight's last update (lazy per-example weights only, else None). weight_mean: float32 [N] running
     posterior mean of w_i; weight_count: int32 [N] samples in it. shadow: theta' of the contrastive
     chain (else None). theta_ring: params stacked [K, ...], a ring of snapshots (else None); num_theta: int32 []
@@ -324,7 +325,8 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
             num_theta = num_theta + take.astype(jnp.int32)
 
         # the batch's losses (a NaN in theta shows in the next step's) and the new weights: no pass over theta
-        finite = jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0))) & jnp.all(jnp.isfinite(jnp.where(mask, losses, 0.0)))
+        finite = (jnp.all(jnp.isfinite(jnp.where(mask, w_new, 0.0)))
+                  & jnp.all(jnp.isfinite(jnp.where(mask, losses, 0.0))))
         finite &= jnp.all(jnp.isfinite(jnp.where(meta_mask, meta, 0.0)))
         precond = None if state.precond is None else (v_theta, v_shadow)
         new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta, precond)

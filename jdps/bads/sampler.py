@@ -107,14 +107,14 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
     if m < 1:
         raise InputError("the meta set is empty; BADS needs a non-empty curated meta set as its likelihood")
     _check_labels(task, params, dt, dm)
-    resolved = resolve(config, n, m, batch_size=batch_size, epochs=epochs, steps=steps)
+    resolved = resolve(config, n, m, batch_size=batch_size, epochs=epochs, steps=steps, meta_batch_size=meta_batch_size)
     arrays = batching.device_arrays({k: dt[k] for k in keys})
     meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
     sampler = as_top_level_api(task, None, n, m, config)
     k_init, k_run = jax.random.split(as_key(key))
     state = sampler.init(k_init, params)
     state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, resolved["batch_size"],
-                          min(int(meta_batch_size), m), steps=steps, checkpoint=checkpoint, progress=progress,
+                          resolved["meta_batch_size"], steps=steps, checkpoint=checkpoint, progress=progress,
                           checkpoints=checkpoints)
     return state
 
@@ -141,9 +141,10 @@ def _check_labels(task, params, dt: dict, dm: dict) -> None:
                                      f"outputs; relabel to 0..{c - 1} or build the model with more classes")
 
 
-def resolve(config: BADSConfig, n: int, m: int, *, batch_size: int, epochs: int | None = None,
+def resolve(config: BADSConfig, n: int, m: int | None, *, batch_size: int, epochs: int | None = None,
             steps: int | None = None, meta_batch_size: int = 100) -> dict:
-    """The settings a run over N training and M meta examples derives, checked before any work:
+    """The settings a run over N training and M meta examples derives, checked before any work (M None:
+    unknown, the entries that need it say so):
 
     batch_size       min(batch_size, N)
     meta_batch_size  min(meta_batch_size, M)
@@ -162,11 +163,16 @@ def resolve(config: BADSConfig, n: int, m: int, *, batch_size: int, epochs: int 
                          f"{per_epoch} steps of {b}), so some weights would have no sample; pass steps >= {per_epoch} "
                          "or epochs >= 1")
     if config.burn_in + per_epoch > plan.steps:
-        raise InputError(f"burn_in={config.burn_in} leaves less than one epoch ({per_epoch} steps) of the {plan.steps}-step "
-                         f"run to sample the weights; lower burn_in to at most {plan.steps - per_epoch}")
-    return {"batch_size": b, "meta_batch_size": min(int(meta_batch_size), m), "steps_per_epoch": per_epoch,
-            "steps": plan.steps, "theta_thin": config.theta_thin or per_epoch,
-            "meta_weight": m / n if config.meta_strength is None else config.meta_strength * config.rho}
+        raise InputError(f"burn_in={config.burn_in} leaves less than one epoch ({per_epoch} steps) of the "
+                         f"{plan.steps}-step run to sample the weights; lower burn_in to at most "
+                         f"{plan.steps - per_epoch}")
+    if config.meta_strength is not None:
+        meta_weight = config.meta_strength * config.rho
+    else:
+        meta_weight = "M / N" if m is None else m / n
+    return {"batch_size": b, "meta_batch_size": int(meta_batch_size) if m is None else min(int(meta_batch_size), m),
+            "steps_per_epoch": per_epoch, "steps": plan.steps, "theta_thin": config.theta_thin or per_epoch,
+            "meta_weight": meta_weight}
 
 
 def predict(task, state: BADSState, x, batch_size: int = 1000) -> np.ndarray:

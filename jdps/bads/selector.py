@@ -17,6 +17,7 @@ from jdps.bads.config import PRESETS as CONFIG_PRESETS
 from jdps.bads.config import BADSConfig
 from jdps.bads.kernel import BADSState, posterior_mean_weights
 from jdps.bads.sampler import fit as fit_bads
+from jdps.bads.sampler import resolve
 from jdps.errors import InputError
 from jdps.selectors import Selector, weighted
 
@@ -60,11 +61,9 @@ class BADSSelector(Selector):
         if select_options:
             raise InputError(f"bads select takes budget, fraction or threshold; not {sorted(select_options)}")
         w = posterior_mean_weights(state)
-        o, n = self.options, len(w)
-        b = min(o.batch_size, n)
-        resolved = {"batch_size": b, "steps_per_epoch": -(-n // b), "steps": int(state.step),
-                    "theta_thin": o.config.theta_thin or -(-n // b),
-                    "meta_weight": "M / N" if o.config.meta_strength is None else o.config.meta_strength * o.config.rho}
+        o = self.options
+        resolved = resolve(o.config, len(w), None, batch_size=o.batch_size, steps=int(state.step),
+                           meta_batch_size=o.meta_batch_size)
         info = {"method": "bads", "steps": int(state.step), "mean_weight": float(np.mean(w)),
                 "config": dataclasses.asdict(o.config), "resolved": resolved}
         return weighted(w, budget=budget, fraction=fraction, threshold=threshold, info=info)
