@@ -42,7 +42,7 @@ import numpy as np
 
 from jdps.data.batching import epoch_indices, gather
 from jdps.errors import InputError, TrainingDivergedError
-from jdps.validate import as_key
+from jdps.validate import as_key, positive_int
 
 REMAINDERS = ("drop", "pad")
 
@@ -59,12 +59,6 @@ class Schedule(NamedTuple):
         return (self.epochs - 1) * self.steps_per_epoch + self.last_steps
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def steps_per_epoch(n: int, batch_size: int, remainder: str = "pad") -> int:
     """Batches in one epoch over n examples: n // B (drop) or ceil(n / B) (pad)."""
     if remainder not in REMAINDERS:
@@ -78,16 +72,16 @@ def schedule(n: int, batch_size: int, *, epochs: int | None = None, steps: int |
     if (epochs is None) == (steps is None):
         raise InputError("give the run length as exactly one of epochs or steps "
                          f"(got epochs={epochs}, steps={steps})")
-    b = _positive_int("batch_size", batch_size)
+    b = positive_int("batch_size", batch_size)
     if n < 1:
         raise InputError("the training set is empty; a run needs at least one example")
     if b > n:
         raise InputError(f"batch_size {b} is larger than the {n} training examples; pass batch_size <= {n}")
     per_epoch = steps_per_epoch(n, b, remainder)
     if epochs is not None:
-        e = _positive_int("epochs", epochs)
+        e = positive_int("epochs", epochs)
         return Schedule(e, per_epoch, per_epoch)
-    s = _positive_int("steps", steps)
+    s = positive_int("steps", steps)
     e = math.ceil(s / per_epoch)
     return Schedule(e, per_epoch, s - (e - 1) * per_epoch)
 

@@ -56,6 +56,13 @@ def is_whole(value) -> bool:
     return isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value)
 
 
+def positive_int(name: str, value) -> int:
+    """`value` as an int >= 1 (an integer, or a float with an integer value), else InputError naming `name`."""
+    if not is_whole(value) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_fraction(fraction: float, name: str = "fraction") -> float:
     """A fraction of a pool must lie in (0, 1]."""
     if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float, np.integer, np.floating)):

@@ -71,7 +71,7 @@ from jdps.gradients.per_example import check_finite_rows, flatten, per_example_g
 from jdps.gradients.projection import project
 from jdps.selection import Selection
 from jdps.selectors import Selector
-from jdps.validate import as_key, budget_from
+from jdps.validate import as_key, budget_from, positive_int
 
 SCORES = ("cosine", "dot", "projected")
 ACCEPTANCE = ("block", "instance", "top_share")
@@ -159,19 +159,13 @@ def _scorer(state: QuadState, score: str, key, projection_dim: int):
     return lambda batch: _jvp_score(state.task, score == "cosine", state.params, state.v, batch)
 
 
-def _positive_int(name: str, value) -> int:
-    if int(value) != value or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def _settings(state: QuadState, k: int, options: dict) -> dict:
     """The effective settings: the given options over the scaled defaults, checked."""
     n, n_clusters = len(state.clusters.labels), len(state.clusters.centroids)
     s = {**PAPER, **scaled_defaults(n, k, n_clusters), "n_clusters": n_clusters}
     s.update({name: value for name, value in options.items() if value is not None})
     for name in ("clusters_per_round", "samples_per_pull", "block_size", "max_rounds", "projection_dim"):
-        s[name] = _positive_int(name, s[name])
+        s[name] = positive_int(name, s[name])
     s["clusters_per_round"] = min(s["clusters_per_round"], n_clusters)
     s["alpha"] = bandit.check_alpha(s["alpha"])
     if not np.isfinite(s["tau"]):
