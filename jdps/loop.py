@@ -26,7 +26,8 @@ Between compiled epochs, on the host (never inside the scan, so they cost no ste
     checkpoints                       a `jdps.checkpoint.Checkpoints`: the run restores its latest good
                                       step (epochs done) and saves the state after every epoch, so the
                                       same call after a kill resumes to the uninterrupted result
-    progress(epoch, epochs, step, info)   after every epoch, with that epoch's per-step info
+    progress(epoch, epochs, step, info)   after every epoch, with that epoch's per-step info; or True /
+                                      a label: an epoch bar with rate and ETA (jdps.progress)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy as np
 
 from jdps.data.batching import epoch_indices, gather
 from jdps.errors import InputError, TrainingDivergedError
+from jdps.progress import epochs as progress_hook
 from jdps.validate import as_key, positive_int
 
 REMAINDERS = ("drop", "pad")
@@ -150,7 +152,8 @@ def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs:
         meta_batch_size: int | None = None, remainder: str = "pad", batch_sharding=None, start_epoch: int = 0,
         check: Callable = all_good, diverged: Callable[[int, int, int], Exception] = _diverged,
         checkpoint: Callable[[int, Any], None] | None = None,
-        progress: Callable[[int, int, int, Any], None] | None = None, checkpoints=None) -> tuple[Any, Any]:
+        progress: Callable[[int, int, int, Any], None] | bool | str | None = None,
+        checkpoints=None) -> tuple[Any, Any]:
     """Run `step` for `epochs` epochs or `steps` steps over the rows `subset` (default all) of `arrays`
     (device arrays [N, ...]); see the module docstring. key: a jax key or an integer seed. Returns the
     state and the per-step info of the epochs run here, stacked [steps, ...] (numpy)."""
@@ -166,6 +169,7 @@ def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs:
     if int(start_epoch) != start_epoch or not 0 <= start_epoch <= plan.epochs:
         raise InputError(f"start_epoch must be an integer in [0, {plan.epochs}], got {start_epoch}")
     key = as_key(key)
+    progress = progress_hook(progress)
     if checkpoints is not None:
         done, state = checkpoints.restore_latest(state)
         if done is not None:

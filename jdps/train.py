@@ -129,7 +129,8 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     optimizer: optax, default adam(1e-3); weights: one weight >= 0 per example of the full data [N] (by
     global index); normalize: see the module docstring; remainder: "drop" or "pad" the last partial
     batch (`jdps.loop`). A batch_size above the subset size is cut to it. With `eval_data`, `evaluate`
-    runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs; with
+    runs after every epoch; `progress(epoch, epochs, step, info)` is called between epochs (True: an
+    epoch bar with the loss, rate and ETA, jdps.progress); with
     `checkpoints` (a `jdps.checkpoint.Checkpoints`) the run resumes from its latest saved epoch;
     `on_epoch(epoch, params)` sees the parameters after every epoch (e.g. to keep snapshots). Raises
     TrainingDivergedError, naming the epoch and step, when the loss becomes NaN or Inf. The compiled
@@ -163,7 +164,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     (params, opt_state, _), losses = loop.run(
         train_step(task.loss_fn, optimizer, normalize), state, arrays, key=key, epochs=epochs, steps=steps,
         batch_size=b, subset=subset, remainder=remainder, diverged=_diverged,
-        checkpoint=after_epoch, progress=progress, checkpoints=checkpoints)
+        checkpoint=after_epoch, progress="train" if progress is True else progress, checkpoints=checkpoints)
     per_epoch = loop.schedule(len(idx), b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
     losses = np.zeros(0, np.float32) if losses is None else losses    # None: every epoch restored
     history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))

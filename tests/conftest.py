@@ -1,5 +1,7 @@
 """Fixtures shared by the test files, and the hypothesis profile of the property-based tests."""
 
+import os
+
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
@@ -9,6 +11,8 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("ci")
+
+os.environ.setdefault("JDPS_PROGRESS", "0")     # progress bars are silent in tests (jdps.progress)
 
 
 @pytest.fixture(scope="module")

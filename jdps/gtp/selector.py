@@ -42,13 +42,14 @@ def fit(task, checkpoints, data, *, d: int, key, target_data=None, out=None, res
     """Trajectory features of `data` over `checkpoints` and the target: the mean row (in-domain) or the mean
     trajectory of `target_data` (target-domain, with the same projections, without Adam preconditioning).
     `options` go to `jdps.gtp.trajectory.trajectory_features`; `out` writes A to a .npy file (a memmap);
-    `resume` (a `jdps.checkpoint.Checkpoints`) keeps A's finished checkpoint blocks, so a killed fit resumes."""
+    `resume` (a `jdps.checkpoint.Checkpoints`) keeps A's finished checkpoint blocks, so a killed fit resumes; `progress=True` draws a bar over the checkpoints."""
     traj = trajectory.trajectory_features(task, checkpoints, data, d=d, key=key, out=out, resume=resume, **options)
     if target_data is None:
         b = trajectory.mean_row(traj.features)
     else:
         options.pop("adam", None)
         options.pop("adam_betas", None)
+        options.pop("progress", None)
         b = trajectory.target_trajectory(task, checkpoints, target_data, d=d, key=key, **options)
     return GTPState(traj.features, b, traj.index)
 

@@ -33,12 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdps import distributed as dist
 from jdps.data import batching
 from jdps.gradients import factored as fa
 from jdps.influence import ihvp as ih
 from jdps.gradients import param_filter as pf
 from jdps.errors import InputError
 from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
+from jdps.progress import Batches
+from jdps.progress import enabled as progress_enabled
 from jdps.task import Task
 
 
@@ -69,13 +72,14 @@ def _mask(batch):
     return batch["mask"] if "mask" in batch else jnp.ones(len(batch["index"]), bool)
 
 
-def _collect(step, data, batch_size: int, name: str):
-    """step(batch) -> tree of [B, ...] over every batch, real rows only, sorted by global index."""
-    _, batches = _read(data, batch_size, name)
+def _collect(step, data, batch_size: int, name: str, mesh=None):
+    """step(batch) -> tree of [B, ...] over every batch, real rows only, sorted by global index; with a
+    mesh each batch is split over its 'data' axis and the rows come back to every process."""
+    _, batches = _read(data, dist.round_up(batch_size, mesh), name)
     rows, index = [], []
     for batch in batches:
         mask = np.asarray(_mask(batch), bool)
-        out = jax.tree.map(np.asarray, step(batch))
+        out = jax.tree.map(dist.to_host, step(dist.on_mesh(batch, mesh)))
         for leaf in jax.tree.leaves(out):
             check_finite_rows(f"scores of the {name}", leaf, batch["index"], mask)
         rows.append(jax.tree.map(lambda a, keep=mask: a[keep], out))
@@ -87,15 +91,19 @@ def _collect(step, data, batch_size: int, name: str):
     return jax.tree.map(lambda *parts: np.concatenate(parts)[order], *rows)
 
 
-def fit(task, params, data, *, ihvp: ih.IHVP, param_filter=None, batch_size: int = 256, state=None) -> Fitted:
+def fit(task, params, data, *, ihvp: ih.IHVP, param_filter=None, batch_size: int = 256, state=None,
+        progress=None) -> Fitted:
     """Fit `ihvp` on `data` (the curvature's examples) over the leaves `param_filter` selects.
 
     state: a state fitted before (e.g. factors from `jdps.influence.curvature.load_factors`): then nothing is refit.
+    progress: True (or a label) draws a bar over each pass of K-FAC / EK-FAC over the data (jdps.progress).
     """
     task = fa.as_task(task)
     first, _ = _read(data, batch_size, "curvature data")
     paths = tuple(ih.selected_paths(ihvp, task, params, first, param_filter))
     if state is None:
+        if ihvp.dense_only and progress_enabled(progress):    # K-FAC / EK-FAC stream the batches: show each pass
+            data = Batches(batching.scoring_batches(data, batch_size, "curvature data"), progress, "curvature")
         state = ihvp.fit(task, params, data, paths, batch_size)
     return Fitted(task, params, paths, ihvp, state)
 
