@@ -25,3 +25,13 @@ def next_token_loss(logits, tokens, pad_id: int = PAD_ID):
     ce = -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     mask = (targets != pad_id).astype(jnp.float32)
     return (ce * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
+
+
+def margin(logits, labels):
+    """The correct-class margin f_i = log p_y - log(1 - p_y) = z_y - logsumexp_{c != y} z_c (TRAK's output
+    function; higher: more confident in the label);  logits [B, C], labels [B] int -> [B]."""
+    z = logits.astype(jnp.float32)
+    y = labels.astype(jnp.int32)
+    correct = jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0]
+    others = jnp.where(jax.nn.one_hot(y, z.shape[-1], dtype=bool), -jnp.inf, z)
+    return correct - jax.nn.logsumexp(others, axis=-1)

@@ -13,7 +13,7 @@ dataclass per method (`options_type(name)`), with its defaults in one place and 
 (`make(name, ..., preset="...")`); options of one selection are `select` keywords. Keys are an int seed
 or a `jax.random.key`; sizes are `budget=` (a count) or `fraction=` (of the pool). Without a size, a
 method that weights examples returns every example with its weight; a method that only ranks or picks
-(gtp, quad, influence, tracin, random) needs one. Whenever fewer examples come back than asked,
+(gtp, quad, influence, tracin, trak, random) needs one. Whenever fewer examples come back than asked,
 `info["stop_reason"]` says why: a selector never fills a budget silently.
 
     name        params                what a budget means                       fit options / select options
@@ -22,6 +22,7 @@ method that weights examples returns every example with its weight; a method tha
     quad        one (trained)         k accepted by the bandit over clusters    ihvp, damping, clusters / alpha, tau, ...
     influence   one (trained)         top-k by influence on the reference       ihvp, damping / -
     tracin      checkpoints [T]       top-k by TracIn on the reference          learning_rates / -
+    trak        models [M] (or one)   top-k by TRAK on the reference            d, damping, sgld_samples / -
     random      none (None)           k uniformly at random                     - / -
     uniform, meta_only, dup_meta, cds, l2rw, mwn, oracle
                 one (initial)         top-k by the weight training gave         the baseline's options and run length
@@ -48,6 +49,7 @@ _REGISTRY = {
     "quad": ("jdps.quad.selector", "QuadSelector"),
     "influence": ("jdps.influence.selector", "InfluenceSelector"),
     "tracin": ("jdps.influence.selector", "TracInSelector"),
+    "trak": ("jdps.influence.selector", "TRAKSelector"),
     "random": ("jdps.baselines.selector", "RandomSelector"),
     **{name: ("jdps.baselines.selector", "BaselineSelector")
        for name in ("uniform", "meta_only", "dup_meta", "cds", "l2rw", "mwn", "oracle")},
@@ -175,7 +177,7 @@ class Selector:
 
     def scores(self, state, query) -> np.ndarray:
         """[Q, N] attribution scores of every pool example on every query example."""
-        raise InputError(f"{self.name} gives no per-query attribution (scores): only influence and tracin do; "
+        raise InputError(f"{self.name} gives no per-query attribution (scores): only influence, tracin and trak do; "
                          f"{self.name}'s selection carries its per-example scores [N] instead")
 
     # saving a fitted state -------------------------------------------------------------------------

@@ -13,15 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from jdps.data.batching import scoring_batches
 from jdps.data.dataset import host_arrays
 from jdps.errors import InputError
 from jdps.influence import ihvp as ih
+from jdps.influence import trak
 from jdps.influence.scores import Fitted, fit, query_scores, scores, tracin
+from jdps.metrics.retrain import stack, unstack
 from jdps.selection import Selection, readout
 from jdps.selectors import Selector, checkpoint_list, size
+from jdps.validate import as_key
 
 
 @dataclass(frozen=True)
@@ -150,3 +154,80 @@ class TracInSelector(Selector):
             total = total + rate * np.asarray(scores(fitted, query, state.pool, normalize=o.normalize,
                                                      batch_size=o.batch_size))
         return total
+
+
+@dataclass(frozen=True)
+class TRAKOptions:
+    """d: projected features per Dense layer; damping: lambda relative to the mean eigenvalue of Phi^T Phi;
+    sgld_samples: 0 uses `params` (one model or a list) as the ensemble, S > 0 draws S theta samples of one
+    SGLD chain on the pool started at `params` (one trained model), with burn-in, thinning (epochs), step,
+    temperature, prior scale and batch size (`jdps.influence.trak.sgld_samples`); the parameters that count;
+    the scoring batch size."""
+
+    d: int = 1024
+    damping: float = 1e-3
+    sgld_samples: int = 0
+    sgld_burn_in: int = 1
+    sgld_thin: int = 1
+    sgld_lr: float = 0.05
+    sgld_temperature: float = 1.0
+    sgld_prior_std: float = 1.0
+    sgld_batch_size: int = 128
+    param_filter: Any = None
+    batch_size: int = 512
+
+    def __post_init__(self):
+        if isinstance(self.d, bool) or int(self.d) != self.d or self.d < 1:
+            raise InputError(f"d must be a positive integer (features per layer), got {self.d!r}")
+        if not self.damping >= 0:
+            raise InputError(f"damping must be >= 0, got {self.damping}")
+        if int(self.sgld_samples) != self.sgld_samples or self.sgld_samples < 0:
+            raise InputError(f"sgld_samples must be an integer >= 0, got {self.sgld_samples!r}")
+
+
+class TRAKState(NamedTuple):
+    """The ensemble (parameters stacked [M, ...]), the projections' key data, the pool's arrays [N, ...] and
+    every pool example's mean TRAK score over the reference set [N]."""
+
+    ensemble: Any
+    key: np.ndarray
+    pool: dict
+    scores: np.ndarray
+
+
+class TRAKSelector(Selector):
+    Options, state_type = TRAKOptions, TRAKState
+
+    def ensemble(self, pool, key) -> list:
+        """The models TRAK averages over: `params` itself, or the samples of one SGLD chain from it."""
+        o = self.options
+        if o.sgld_samples == 0:
+            return checkpoint_list(self.params)
+        if isinstance(self.params, (list, tuple)):
+            raise InputError("trak with sgld_samples > 0 starts one chain: pass one trained model as params")
+        return trak.sgld_samples(self.task, self.params, pool, key=jax.random.fold_in(as_key(key), 1),
+                                 samples=o.sgld_samples, burn_in=o.sgld_burn_in, thin=o.sgld_thin, lr=o.sgld_lr,
+                                 temperature=o.sgld_temperature, prior_std=o.sgld_prior_std,
+                                 batch_size=o.sgld_batch_size)
+
+    def fit(self, pool, reference=None, *, key) -> TRAKState:
+        if reference is None:
+            raise InputError("trak scores the pool against a reference (query) set: pass reference=")
+        arrays = host_arrays(pool, "pool")
+        key = as_key(key)
+        models = self.ensemble(arrays, key)
+        state = TRAKState(stack(models), np.asarray(jax.random.key_data(key)), arrays, np.zeros(len(arrays["x"])))
+        return state._replace(scores=self.scores(state, reference).mean(0))
+
+    def select(self, state: TRAKState, *, budget=None, fraction=None, key=None, **select_options):
+        if select_options:
+            raise InputError(f"trak select takes budget or fraction; not {sorted(select_options)}")
+        info = {"method": "trak", "models": jax.tree.leaves(state.ensemble)[0].shape[0], "d": self.options.d}
+        return _top(state.scores, "trak", budget, fraction, info)
+
+    def scores(self, state: TRAKState, query) -> np.ndarray:
+        o = self.options
+        key = jax.random.wrap_key_data(np.asarray(state.key, np.uint32))
+        return trak.scores(self.task, unstack(state.ensemble), state.pool, query, key=key, d=o.d,
+                           damping=o.damping, param_filter=o.param_filter, batch_size=o.batch_size)
+
