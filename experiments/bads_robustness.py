@@ -101,6 +101,10 @@ CANDIDATES = {
                   weight_prior_mean=0.9, weight_prior_std=0.5, theta_loss="filled", noise="rademacher"),
     "F_s04": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
                   weight_prior_mean=0.9, weight_prior_std=0.4, theta_loss="filled", noise="rademacher"),
+    # the weights' force relative to a held-out part of the meta set: rho (l_i - c)
+    "F_T01_ref": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                      weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher",
+                      loss_reference="held_out"),
     "P_s03_rad": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, weight_prior_mean=0.9,
                       weight_prior_std=0.3, theta_loss="self_normalised", noise="rademacher"),
 }

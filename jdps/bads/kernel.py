@@ -6,7 +6,10 @@ Energy (reconstructed: the paper's exact energy is not published), parameters th
 
 with N training losses l_i, M meta losses l^m_j, R = -log p(w) (`jdps.bads.weight_prior`) and the normaliser
 log Z(w) of p(theta | w, D_t) dropped; with `log_z="contrastive"` a meta-free chain theta' estimates its
-gradient, so the weights see l_i(theta) - l_i(theta') in place of l_i(theta).
+gradient, so the weights see l_i(theta) - l_i(theta') in place of l_i(theta). With loss_reference="held_out"
+the weights see l_i(theta) - c instead, c a running mean of the loss of the meta rows flagged
+`meta_batch["reference"]` (which theta does not fit): the term rho c sum_i w_i, constant in theta, tilts
+the weights' prior so that an example costing what a clean unseen one costs feels no force.
 
 A step takes a minibatch B (b rows, global indices `batch["index"]`, padding rows masked) and a meta
 batch B_m (b_m rows); it is SGLD on each block at one temperature T with the block's own step size
@@ -65,7 +68,8 @@ class BADSState(NamedTuple):
     posterior mean of w_i; weight_count: int32 [N] samples in it. shadow: theta' of the contrastive
     chain (else None). theta_ring: params stacked [K, ...], a ring of snapshots (else None); num_theta: int32 []
     snapshots taken. precond: theta_kernel="psgld"'s running mean of squared gradients V, (theta's,
-    the shadow chain's or None), else None.
+    the shadow chain's or None), else None. reference: float32 [], loss_reference="held_out"'s c (else
+    None).
     """
 
     params: Any
@@ -78,6 +82,7 @@ class BADSState(NamedTuple):
     theta_ring: Any
     num_theta: jax.Array
     precond: Any = None
+    reference: jax.Array | None = None
 
 
 class BADSInfo(NamedTuple):
@@ -133,7 +138,13 @@ def init(key, params, n_train: int, config: BADSConfig = BADSConfig(),
         weight_mean=jnp.zeros((n,), jnp.float32), weight_count=jnp.zeros((n,), jnp.int32),
         shadow=jax.tree.map(jnp.array, params) if cfg.log_z == "contrastive" else None,
         theta_ring=ring, num_theta=jnp.zeros((), jnp.int32),
-        precond=_precond_init(params, cfg))
+        precond=_precond_init(params, cfg), 
+        reference=jnp.zeros((), jnp.float32) if _uses_reference(cfg) else None)
+
+
+def _uses_reference(cfg: BADSConfig) -> bool:
+    """A loss reference c serves the absolute weight force; the contrastive log Z is relative already."""
+    return cfg.loss_reference == "held_out" and cfg.log_z == "dropped"
 
 
 def _precond_init(params, cfg: BADSConfig):
@@ -216,6 +227,7 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
     prior = (cfg.weight_prior, cfg.weight_prior_mean, cfg.weight_prior_std)
     # the meta set's mean loss enters U / N with weight M / N (its likelihood), or meta_strength * rho
     meta_coef = m_total / n if cfg.meta_strength is None else cfg.meta_strength * cfg.rho
+    reference = _uses_reference(cfg)
 
     def langevin(key, position, grad_u_over_n, lr, temp=temp):
         # SGLD on U with step lr / N, given grad(U / N): z + (lr / N) (-N grad) + sqrt(2 T lr / N) n;
@@ -245,8 +257,11 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
         index, mask = _rows(batch, n, "batch")
         _, meta_mask = _rows(meta_batch, None, "meta_batch")
         b = index.shape[0]
-        m, mm = mask.astype(jnp.float32), meta_mask.astype(jnp.float32)
-        nb, nbm = jnp.maximum(m.sum(), 1.0), jnp.maximum(mm.sum(), 1.0)
+        held_out = meta_batch.get("reference") if reference else None
+        fit_mask = meta_mask if held_out is None else meta_mask & ~held_out   # the meta rows theta fits
+        ref_mask = meta_mask if held_out is None else meta_mask & held_out    # the rows c is measured on
+        m, mm, mf = mask.astype(jnp.float32), meta_mask.astype(jnp.float32), fit_mask.astype(jnp.float32)
+        nb, nbm, nbf = jnp.maximum(m.sum(), 1.0), jnp.maximum(mm.sum(), 1.0), jnp.maximum(mf.sum(), 1.0)
         t = state.step + 1
         k_theta, k_shadow, k_w = jax.random.split(rng_key, 3)
         safe = jnp.minimum(index, n - 1)
@@ -270,7 +285,7 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
             coef = meta_coef
             if cfg.theta_loss == "filled":  # the meta set fills the data mass the batch weights remove
                 coef = coef + cfg.rho * (1.0 - (m * w_b).sum() / nb)
-            return value + coef * (mm * meta).sum() / nbm, (losses, meta)
+            return value + coef * (mf * meta).sum() / nbf, (losses, meta)
 
         (_, (losses, meta)), grad = jax.value_and_grad(theta_energy, has_aux=True)(state.params)
         v_theta, v_shadow = state.precond if state.precond is not None else (None, None)
@@ -281,6 +296,13 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
             shadow, v_shadow = theta_move(k_shadow, state.shadow, shadow_grad, v_shadow, t)
             data = losses - shadow_losses
         data = jax.lax.stop_gradient(data)
+        ref_state = state.reference
+        if reference:  # c: a running mean of the held-out rows' mean loss, from 0 (so it ramps up)
+            rf = ref_mask.astype(jnp.float32)
+            batch_c = (rf * jax.lax.stop_gradient(meta)).sum() / jnp.maximum(rf.sum(), 1.0)
+            a = cfg.reference_decay
+            ref_state = jnp.where(rf.sum() > 0, a * ref_state + (1 - a) * batch_c, ref_state)
+            data = data - ref_state
 
         slot = jnp.where(mask, index, n)  # scatters to row n are dropped
         last_visit = state.last_visit
@@ -329,7 +351,8 @@ def build_kernel(loss_fn: Callable, meta_loss_fn: Callable, n_train: int, n_meta
                   & jnp.all(jnp.isfinite(jnp.where(mask, losses, 0.0))))
         finite &= jnp.all(jnp.isfinite(jnp.where(meta_mask, meta, 0.0)))
         precond = None if state.precond is None else (v_theta, v_shadow)
-        new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta, precond)
+        new = BADSState(params, weights, t, last_visit, weight_mean, weight_count, shadow, ring, num_theta, precond,
+                        ref_state)
         info = BADSInfo((m * losses).sum() / nb, (mm * meta).sum() / nbm, (m * w_b).sum() / nb, finite)
         return new, info
 
@@ -361,12 +384,14 @@ def as_top_level_api(task, meta_task, n_train: int, n_meta: int, config: BADSCon
 
 def posterior_mean_weights(state: BADSState) -> np.ndarray:
     """The posterior-mean weight of every example [N]; every example needs at least one sample."""
-    count = np.asarray(state.weight_count)
+    from jdps.distributed import to_host
+
+    count = to_host(state.weight_count)        # a mesh's shards, from every process
     missing = int((count == 0).sum())
     if missing:
         raise InputError(f"{missing} of {len(count)} weights have no posterior sample yet; run more steps "
                          "after burn_in (or lower burn_in) so that every example is visited after it")
-    return np.asarray(state.weight_mean)
+    return to_host(state.weight_mean)
 
 
 def theta_samples(state: BADSState):
@@ -391,4 +416,4 @@ def state_shardings(state: BADSState, mesh, data_axis: str = "data") -> BADSStat
         params=like(state.params, rep), chain=like(state.chain, rows if per_example else rep),
         step=rep, last_visit=like(state.last_visit, rows), weight_mean=rows, weight_count=rows,
         shadow=like(state.shadow, rep), theta_ring=like(state.theta_ring, rep), num_theta=rep,
-        precond=like(state.precond, rep))
+        precond=like(state.precond, rep), reference=like(state.reference, rep))

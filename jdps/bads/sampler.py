@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdps import distributed as dist
 from jdps import loop
 from jdps.bads.config import BADSConfig
 from jdps.bads.kernel import BADSInfo, BADSState, as_top_level_api, posterior_predictive
@@ -86,7 +87,8 @@ def run_epochs(step: Callable, key, state: BADSState, arrays, meta_arrays, epoch
 
 def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int | None = None,
         batch_size: int = 128, meta_batch_size: int = 100, config: BADSConfig | None = None,
-        progress: Callable | None = None, checkpoint: Callable | None = None, checkpoints=None) -> BADSState:
+        progress: Callable | None = None, checkpoint: Callable | None = None, checkpoints=None,
+        mesh=None) -> BADSState:
     """Sample theta and the N training weights for `epochs` epochs or `steps` steps -> the final `BADSState`.
 
     task: a jdps `Task` (its loss_fn serves the training and the meta likelihood); train / meta: Datasets
@@ -96,6 +98,8 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
     every epoch with that epoch's per-step `BADSInfo`; `checkpoint(epoch, state)` after every epoch; with
     `checkpoints` (a `jdps.checkpoint.Checkpoints`) a killed run resumes from its latest saved epoch.
     Raises `SamplerDivergedError` (naming the step and the step sizes) when theta or a weight becomes NaN.
+    mesh: run on a `jax.sharding.Mesh` (`jdps.distributed.make_mesh`), batches split over 'data' and the
+    per-example state too (`on_mesh`); the chain is the one-device chain up to float rounding.
     """
     config = BADSConfig() if config is None else config
     dt, dm = host_arrays(train, "train"), host_arrays(meta, "meta")
@@ -108,15 +112,63 @@ def fit(task, params, train, meta, *, key, epochs: int | None = None, steps: int
         raise InputError("the meta set is empty; BADS needs a non-empty curated meta set as its likelihood")
     _check_labels(task, params, dt, dm)
     resolved = resolve(config, n, m, batch_size=batch_size, epochs=epochs, steps=steps, meta_batch_size=meta_batch_size)
+    key = as_key(key)
     arrays = batching.device_arrays({k: dt[k] for k in keys})
-    meta_arrays = batching.device_arrays({k: dm[k] for k in keys})
+    meta_arrays = {k: dm[k] for k in keys}
+    if config.loss_reference == "held_out" and config.log_z == "dropped":
+        held_out = reference_rows(dm.get("y"), m, config.reference_fraction, jax.random.fold_in(key, 1))
+        if held_out.any():
+            meta_arrays["reference"] = held_out
+    meta_arrays = batching.device_arrays(meta_arrays)
     sampler = as_top_level_api(task, None, n, m, config)
-    k_init, k_run = jax.random.split(as_key(key))
+    k_init, k_run = jax.random.split(key)
     state = sampler.init(k_init, params)
+    batch_sharding = None
+    if mesh is not None:
+        state, arrays, meta_arrays, batch_sharding = on_mesh(mesh, state, arrays, meta_arrays,
+                                                             resolved["batch_size"])
     state, _ = run_epochs(sampler.step, k_run, state, arrays, meta_arrays, epochs, resolved["batch_size"],
                           resolved["meta_batch_size"], steps=steps, checkpoint=checkpoint, progress=progress,
-                          checkpoints=checkpoints)
+                          checkpoints=checkpoints, batch_sharding=batch_sharding)
     return state
+
+
+def on_mesh(mesh, state: BADSState, arrays: dict, meta_arrays: dict, batch_size: int):
+    """(state, arrays, meta_arrays, batch_sharding) placed on `mesh`: the weights, their running means and
+    the training rows sharded over 'data' when its size divides N (else replicated: every device then holds
+    all N, only the batches are split), the meta set and theta replicated (theta's matrices split over a
+    'model' axis), each batch split over 'data' when its size divides the batch size."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jdps.bads.kernel import state_shardings
+
+    shards = dist.data_size(mesh)
+    n = state.weight_mean.shape[0]
+    host = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731  (each process holds the same values)
+    shardings = state_shardings(state, mesh)
+    if n % shards:
+        shardings = jax.tree.map(lambda _: NamedSharding(mesh, P()), shardings)
+    params = dist.put_params(host(state.params), mesh)
+    state = jax.device_put(host(state._replace(params=None)), shardings._replace(params=None))._replace(params=params)
+    rows = NamedSharding(mesh, P(dist.DATA)) if n % shards == 0 else NamedSharding(mesh, P())
+    arrays = {k: jax.device_put(np.asarray(v), rows if np.ndim(v) else NamedSharding(mesh, P()))
+              for k, v in arrays.items()}
+    meta_arrays = dist.replicate(host(meta_arrays), mesh)
+    batch = NamedSharding(mesh, P(dist.DATA)) if batch_size % shards == 0 else None
+    return state, arrays, meta_arrays, batch
+
+
+def reference_rows(y_meta, m: int, fraction: float, key) -> np.ndarray:
+    """bool [M]: the meta rows held out as the loss reference c, floor(fraction m_c) of each class's m_c
+    rows (integer labels; else floor(fraction M) of all), drawn from `key`. None may be held out."""
+    u = np.asarray(jax.random.uniform(key, (m,)))
+    y = np.zeros(m, int) if y_meta is None or np.asarray(y_meta).dtype.kind not in "iu" else np.asarray(y_meta)
+    held = np.zeros(m, bool)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        held[rows[np.argsort(u[rows])[:int(fraction * len(rows))]]] = True
+    return held
 
 
 def _check_labels(task, params, dt: dict, dm: dict) -> None:
@@ -153,6 +205,7 @@ def resolve(config: BADSConfig, n: int, m: int | None, *, batch_size: int, epoch
     theta_thin       the config's, or one epoch (steps_per_epoch)
     meta_weight      the weight of the meta set's mean loss in U / N: M / N (meta_strength None), else
                      meta_strength * rho
+    loss_reference   what c the weights' force rho (l_i - c) is measured against (`reference_rows`)
     A run shorter than one epoch would leave examples without a weight sample, and a burn-in as long as the
     run would leave every weight without one: both are refused here, naming the fix."""
     b = min(int(batch_size), n)
@@ -172,7 +225,16 @@ def resolve(config: BADSConfig, n: int, m: int | None, *, batch_size: int, epoch
         meta_weight = "M / N" if m is None else m / n
     return {"batch_size": b, "meta_batch_size": int(meta_batch_size) if m is None else min(int(meta_batch_size), m),
             "steps_per_epoch": per_epoch, "steps": plan.steps, "theta_thin": config.theta_thin or per_epoch,
-            "meta_weight": meta_weight}
+            "meta_weight": meta_weight, "loss_reference": _reference_rule(config, m)}
+
+
+def _reference_rule(config: BADSConfig, m: int | None) -> str:
+    if config.loss_reference == "none" or config.log_z == "contrastive":
+        return "none (the weights feel rho l_i)"
+    f = config.reference_fraction
+    return (f"the mean loss of {f:g} of each class's meta examples (classes with at least {int(np.ceil(1 / f))} "
+            "of them; if none has, the whole meta set), held out from theta" if f > 0 else
+            "the mean loss of the whole meta set (which theta fits)")
 
 
 def predict(task, state: BADSState, x, batch_size: int = 1000) -> np.ndarray:

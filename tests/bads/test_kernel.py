@@ -103,6 +103,41 @@ def test_cold_step_matches_numpy(theta_loss, meta_strength, kernel):
     np.testing.assert_allclose(info.loss, losses.mean(), rtol=1e-5)
 
 
+def test_held_out_reference_shifts_the_force_and_leaves_theta_its_fit_rows():
+    """loss_reference="held_out", T = 0: the meta rows flagged `reference` leave theta's gradient (it is the
+    gradient of the meta set without them) and a visit feels rho (l_i - c), c = (1 - a) mean(reference losses)
+    after the first update from c = 0."""
+    cfg = bads.preset("faithful", temperature=0.0, lr=0.1, weight_lr=0.3, rho=2.0, weight_prior_mean=0.6,
+                      weight_prior_std=0.8, weight_substeps=1, meta_strength=0.7, loss_reference="held_out",
+                      reference_decay=0.9)
+    sampler, state, batch, meta_batch, data, meta = _setup(cfg, weights=Z0)
+    held = np.array([False, True, False, True])
+    new, _ = jax.jit(sampler.step)(jax.random.key(1), state, batch, dict(meta_batch, reference=jnp.asarray(held)))
+
+    rows = INDEX[:3]
+    gw, gb, losses = _np_grad(PARAMS, data["x"][rows], data["y"][rows])
+    mgw, mgb, meta_losses = _np_grad(PARAMS, meta["x"][~held], meta["y"][~held])
+    c = 0.1 * _np_grad(PARAMS, meta["x"][held], meta["y"][held])[2].mean()
+    w = Z0[rows]
+    theta = {"w": np.asarray(PARAMS["w"]), "b": np.asarray(PARAMS["b"])}
+    grad_w = 2.0 * (w[:, None] * gw).sum(0) / 3 + 0.7 * 2.0 * mgw.mean(0) + theta["w"] / N
+    grad_b = 2.0 * (w * gb).sum() / 3 + 0.7 * 2.0 * mgb.mean() + theta["b"] / N
+    np.testing.assert_allclose(new.params["w"], theta["w"] - 0.1 * grad_w, rtol=1e-5)
+    np.testing.assert_allclose(new.params["b"], theta["b"] - 0.1 * grad_b, rtol=1e-5)
+    np.testing.assert_allclose(new.reference, c, rtol=1e-5)
+    z = _reflect(w - 0.3 * (2.0 * (losses - c) + (w - 0.6) / 0.8**2))
+    np.testing.assert_allclose(new.chain[rows], z, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_rows_hold_out_a_fraction_of_each_class():
+    """floor(0.2 m_c) rows of each class (5 -> 1, 15 -> 3, 4 -> 0), only from that class; a key fixes them."""
+    y = np.repeat([0, 1, 2], [5, 15, 4])
+    held = bads.sampler.reference_rows(y, len(y), 0.2, jax.random.key(3))
+    assert [int(held[y == c].sum()) for c in range(3)] == [1, 3, 0]
+    np.testing.assert_array_equal(held, bads.sampler.reference_rows(y, len(y), 0.2, jax.random.key(3)))
+    assert not np.array_equal(held, bads.sampler.reference_rows(y, len(y), 0.2, jax.random.key(4)))
+
+
 def test_substeps_integrate_the_visit():
     """K sub-steps of weight_lr / K each, reflecting after each (T = 0)."""
     cfg = bads.preset("faithful", temperature=0.0, weight_lr=0.6, rho=3.0, weight_substeps=4)
