@@ -67,9 +67,11 @@ def distances(centroids, metric: str = "cosine") -> jax.Array:
 
 
 def closeness(centroids, radius: float, metric: str = "cosine") -> jax.Array:
-    """w [K, K]: w_cj = 1 - d(c, j) / radius where d(c, j) < radius, else 0; w_cc = 1."""
-    if not radius > 0:
-        raise InputError(f"the neighbour radius must be > 0, got {radius}; a tiny radius shares with no neighbour")
+    """w [K, K]: w_cj = 1 - d(c, j) / radius where d(c, j) < radius, else 0; w_cc = 1 (radius 0: no sharing)."""
+    if not radius >= 0:
+        raise InputError(f"the neighbour radius must be >= 0 (0: share with no neighbour), got {radius}")
+    if radius == 0:
+        return jnp.eye(len(centroids), dtype=jnp.result_type(jnp.asarray(centroids).dtype, jnp.float32))
     d = distances(centroids, metric)
     d = d * (1.0 - jnp.eye(len(d), dtype=d.dtype))                                 # d(c, c) = 0 exactly
     return jnp.where(d < radius, 1.0 - d / radius, 0.0)

@@ -73,9 +73,11 @@ from jdps.selection import Selection
 from jdps.selectors import Selector
 from jdps.validate import as_key, budget_from, positive_int
 
-SCORES = ("cosine", "dot", "projected")
+SCORES = ("cosine", "dot", "projected", "none")
 ACCEPTANCE = ("block", "instance", "top_share")
 PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples_per_pull": 10,
+REWARDS = ("standardised", "absolute")
+ARMS = ("ucb", "random")
          "block_size": 20_000, "tau": 0.002, "radius": 0.2, "max_rounds": 200}
 
 
@@ -95,12 +97,19 @@ def default_clusters(n: int) -> int:
     return int(min(PAPER["n_clusters"], n, max(1, round(math.sqrt(n)))))
 
 
-def scaled_defaults(n: int, budget: int, n_clusters: int) -> dict[str, int]:
-    """clusters_per_round, block_size and max_rounds for n documents, a budget and K clusters (see above)."""
+STANDARDISED = {"alpha": 1.0}
+
+
+def scaled_defaults(n: int, budget: int, n_clusters: int, paper: bool = False) -> dict[str, int]:
+    """clusters_per_round, block_size, samples_per_pull and max_rounds for n documents, a budget and K
+    clusters (see above): the paper's scaled (paper=True) or the budget-relative ones."""
     per_round = max(1, round(n_clusters / 200))
     block = math.ceil(n / (4 * n_clusters))
-    return {"clusters_per_round": per_round, "block_size": block,
+    return {"clusters_per_round": per_round, "block_size": block, "samples_per_pull": PAPER["samples_per_pull"],
             "max_rounds": max(PAPER["max_rounds"], math.ceil(4 * budget / (per_round * block)))}
+    if not paper:
+        return {"clusters_per_round": per_round, "block_share": budget / (2 * n), "sample_share": 0.5,
+                "max_rounds": max(PAPER["max_rounds"], math.ceil(8 * n_clusters / per_round))}
 
 
 def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int | None = None, ihvp=None,
@@ -162,7 +171,13 @@ def _scorer(state: QuadState, score: str, key, projection_dim: int):
 def _settings(state: QuadState, k: int, options: dict) -> dict:
     """The effective settings: the given options over the scaled defaults, checked."""
     n, n_clusters = len(state.clusters.labels), len(state.clusters.centroids)
-    s = {**PAPER, **scaled_defaults(n, k, n_clusters), "n_clusters": n_clusters}
+    if options.get("reward") not in REWARDS:
+        raise InputError(f"unknown reward {options.get('reward')!r}; pass one of {REWARDS}")
+    if options.get("arms") not in ARMS:
+        raise InputError(f"unknown arms {options.get('arms')!r}; pass one of {ARMS}")
+    paper = options["reward"] == "absolute"
+    s = {**PAPER, **scaled_defaults(n, k, n_clusters, paper=paper), "n_clusters": n_clusters,
+         **({} if paper else STANDARDISED)}
     s.update({name: value for name, value in options.items() if value is not None})
     for name in ("clusters_per_round", "samples_per_pull", "block_size", "max_rounds", "projection_dim"):
         s[name] = positive_int(name, s[name])
@@ -171,6 +186,22 @@ def _settings(state: QuadState, k: int, options: dict) -> dict:
     if not np.isfinite(s["tau"]):
         raise InputError(f"tau must be a finite reward threshold, got {s['tau']}")
     if s["score"] not in SCORES:
+    if not paper and (options.get("block_size") is not None or options.get("samples_per_pull") is not None):
+        fixed = scaled_defaults(n, k, n_clusters, paper=True)   # a fixed block asked for: the rest as the paper's
+        s["block_share"] = s["sample_share"] = None
+        s["block_size"] = fixed["block_size"] if options.get("block_size") is None else options["block_size"]
+        s["samples_per_pull"] = PAPER["samples_per_pull"] if options.get("samples_per_pull") is None \
+            else options["samples_per_pull"]
+    s.setdefault("block_share", None)
+    s.setdefault("sample_share", None)
+    if s["block_share"] is not None:
+        if not 0 < s["block_share"] <= 1 or not 0 < s["sample_share"] <= 1:
+            raise InputError(f"block_share and sample_share must lie in (0, 1], got {s['block_share']}, "
+                             f"{s['sample_share']}")
+        size = np.bincount(np.asarray(state.clusters.labels), minlength=n_clusters)
+        blocks = np.maximum(1, np.ceil(s["block_share"] * size - 1e-9)).astype(int)
+        s["block_size"] = int(blocks.max())
+        s["samples_per_pull"] = int(np.maximum(1, np.ceil(s["sample_share"] * blocks - 1e-9)).max())
         raise InputError(f"unknown score {s['score']!r}; pass one of {SCORES}")
     if s["acceptance"] not in ACCEPTANCE:
         raise InputError(f"unknown acceptance {s['acceptance']!r}; pass one of {ACCEPTANCE}")
@@ -180,13 +211,14 @@ def _settings(state: QuadState, k: int, options: dict) -> dict:
     return s
 
 
-def _accept(mode: str, share: float, tau: float, reward: float, block, sample, scores) -> np.ndarray:
-    """The documents one pull accepts: scored ones by decreasing score, then (block mode) the rest."""
+def _accept(mode: str, share: float, tau: float, margin: float, block, sample, scores) -> np.ndarray:
+    """The documents one pull accepts (margin: the sample's mean score - tau): scored ones by decreasing
+    score, then (block mode) the rest."""
     order = np.argsort(-scores, kind="stable")
     ranked = sample[order]
     if mode == "instance":
         return ranked[scores[order] > tau]
-    if reward <= 0:
+    if margin <= 0:
         return ranked[:0]
     if mode == "top_share":
         return ranked[: math.ceil(share * len(sample))]
@@ -203,6 +235,17 @@ def _rounds_state(n: int, n_clusters: int, max_rounds: int) -> dict:
     arms and their rewards of every round one after another [N] (a valid pull uses up at least one
     document, so there are at most N), and per round [R] their count, the documents scored and accepted,
     and the selected total. R = min(max_rounds, N): every logged round uses up a document."""
+def _running(stats) -> tuple[float, float]:
+    """(mean, standard deviation) of the scores seen from their (count, sum, sum of squares); (0, 1) while
+    fewer than two, or all equal."""
+    count, total, squares = (float(v) for v in stats)
+    if count < 2:
+        return 0.0, 1.0
+    mean = total / count
+    spread = math.sqrt(max(squares / count - mean * mean, 0.0))
+    return mean, spread if spread > 1e-12 * max(1.0, abs(mean)) else 1.0
+
+
     arms = bandit.init(n_clusters)
     rounds = min(max_rounds, n)
     return {"round": np.int64(0), "stop": np.int64(0), "reward_sum": arms.reward_sum, "count": arms.count,
@@ -213,6 +256,7 @@ def _rounds_state(n: int, n_clusters: int, max_rounds: int) -> dict:
             "log_accepted": np.zeros(rounds, np.int64), "log_selected": np.zeros(rounds, np.int64)}
 
 
+            "stats": np.zeros(3),                                 # scores seen: count, sum, sum of squares
 def _log(h: dict) -> list[dict]:
     """The per-round log of `select`'s info from the flat arrays of the rounds' state."""
     log, at = [], 0
@@ -230,7 +274,8 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
            clusters_per_round: int | None = None, samples_per_pull: int | None = None,
            block_size: int | None = None, radius: float | None = None, metric: str = "cosine",
            acceptance: str = "block", share: float = 0.5, max_rounds: int | None = None,
-           projection_dim: int = 8192, checkpoints=None) -> Selection:
+           projection_dim: int = 8192, reward: str = "standardised", arms: str = "ucb",
+           checkpoints=None) -> Selection:
     """Select k = budget (or ceil(fraction N)) pool documents by the bandit (see the module docstring).
 
     key: a jax key or an integer seed (document order in the clusters, tie-breaks, the projection);
@@ -243,14 +288,15 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
     s = _settings(state, k, {"score": score, "alpha": alpha, "tau": tau, "clusters_per_round": clusters_per_round,
                              "samples_per_pull": samples_per_pull, "block_size": block_size, "radius": radius,
                              "metric": metric, "acceptance": acceptance, "share": share, "max_rounds": max_rounds,
-                             "projection_dim": projection_dim})
+                             "projection_dim": projection_dim, "reward": reward, "arms": arms})
     k_order, k_choose, k_proj = jax.random.split(as_key(key), 3)
     labels, n_clusters = state.clusters.labels, s["n_clusters"]
     members = np.lexsort((np.asarray(jax.random.permutation(k_order, n)), labels))   # by cluster, then random
     size = np.bincount(labels, minlength=n_clusters)
     start = np.concatenate([[0], np.cumsum(size)[:-1]])
     weights = bandit.closeness(state.clusters.centroids, s["radius"], s["metric"])
-    scorer = _scorer(state, s["score"], k_proj, s["projection_dim"])
+    scoring, standardised = s["score"] != "none", s["reward"] == "standardised"
+    scorer = _scorer(state, s["score"], k_proj, s["projection_dim"]) if scoring else None
     p, m = s["clusters_per_round"], s["samples_per_pull"]
 
     h = _rounds_state(n, n_clusters, s["max_rounds"])
@@ -259,27 +305,44 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
         h = {name: np.array(v) if isinstance(v, np.ndarray) else v for name, v in h.items()}   # writable
     while int(h["round"]) < s["max_rounds"] and not h["stop"]:
         r = int(h["round"])
+    if s["block_share"] is None:                                   # one block size for every cluster
+        block_of, sample_of = np.full(n_clusters, s["block_size"]), np.full(n_clusters, m)
+    else:                                                          # the same share of every cluster
+        block_of = np.maximum(1, np.ceil(s["block_share"] * size - 1e-9)).astype(np.int64)
+        sample_of = np.maximum(1, np.ceil(s["sample_share"] * block_of - 1e-9)).astype(np.int64)
         used = h["used"]
         available = used < size
         if not available.any():
             h["stop"] = np.int64(STOPS.index("exhausted"))
             break
         arms_state = bandit.BanditState(h["reward_sum"], h["count"])
-        arms, valid = bandit.choose(jax.random.fold_in(k_choose, r), bandit.ucb(arms_state, s["alpha"]),
-                                    jnp.asarray(available), p)
+        priority = bandit.ucb(arms_state, s["alpha"]) if s["arms"] == "ucb" else jnp.zeros(n_clusters)
+        arms, valid = bandit.choose(jax.random.fold_in(k_choose, r), priority, jnp.asarray(available), p)
         arms, valid = np.asarray(arms), np.asarray(valid)
-        blocks = [members[start[c] + used[c]: start[c] + min(used[c] + s["block_size"], size[c])] if ok
+        blocks = [members[start[c] + used[c]: start[c] + min(used[c] + block_of[c], size[c])] if ok
                   else members[:0] for c, ok in zip(arms, valid)]
         rows = np.full((p, m), n, np.int64)
-        for i, b in enumerate(blocks):
-            rows[i, :min(m, len(b))] = b[:m]
+        for i, (c, b) in enumerate(zip(arms, blocks)):
+            take = min(int(sample_of[c]), len(b))
+            rows[i, :take] = b[:take]
         batch = {name: a[np.minimum(rows.ravel(), n - 1)] for name, a in state.pool.items()}
         batch.update(index=rows.ravel().astype(np.int32), mask=rows.ravel() < n)
-        values = np.asarray(scorer(batch), np.float64)
-        check_finite_rows("Quad's influence scores", values, batch["index"], batch["mask"])
-        values = values.reshape(p, m)
-        scored = rows < n
-        rewards = np.where(valid, (values * scored).sum(1) / np.maximum(scored.sum(1), 1) - s["tau"], 0.0)
+        scored = (rows < n) & scoring
+        if scoring:
+            values = np.asarray(scorer(batch), np.float64)
+            check_finite_rows("Quad's influence scores", values, batch["index"], batch["mask"])
+            values = values.reshape(p, m)
+        else:
+            values = np.zeros((p, m))
+        means = (values * scored).sum(1) / np.maximum(scored.sum(1), 1)
+        margins = np.where(valid & scoring, means - s["tau"], 0.0)       # what acceptance looks at
+        if standardised:       # the bandit's rewards in units of the running spread of the scores seen so far
+            seen = values[scored & valid[:, None]]
+            h["stats"] = h["stats"] + np.array([len(seen), seen.sum(), np.square(seen).sum()])
+            centre, spread = _running(h["stats"])
+            rewards = np.where(valid & scoring, (means - centre) / spread, 0.0)
+        else:
+            rewards = margins
         arms_state = bandit.update(arms_state, jnp.asarray(arms), jnp.asarray(rewards), jnp.asarray(valid),
                                    weights)
         h["reward_sum"], h["count"] = arms_state
@@ -289,7 +352,10 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
                 continue
             sample = rows[i][scored[i]]
             h["scores"][sample] = values[i][scored[i]]
-            chosen = _accept(s["acceptance"], s["share"], s["tau"], rewards[i], b, sample, values[i][scored[i]])
+            if scoring:
+                chosen = _accept(s["acceptance"], s["share"], s["tau"], margins[i], b, sample, values[i][scored[i]])
+            else:                                                   # diversity only: every block accepted
+                chosen = b
             h["accepted"][total + taken: total + taken + len(chosen)] = chosen
             taken += len(chosen)
             used[c] += len(b)

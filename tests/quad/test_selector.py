@@ -153,8 +153,8 @@ def test_instance_and_top_share_accept_scored_documents_only(problem, state):
     *_, group = problem
     sel = quad.select(state, key=6, budget=12, acceptance="instance", tau=0.5, **SMALL)
     assert np.all(sel.scores[sel.indices] > 0.5) and np.all(group[sel.indices] == 0)
-    sel = quad.select(state, key=6, budget=12, acceptance="top_share", share=0.5, **SMALL)
-    for entry in sel.info["log"]:
+    sel = quad.select(state, key=6, budget=12, acceptance="top_share", share=0.5, reward="absolute", **SMALL)
+    for entry in sel.info["log"]:                               # absolute rewards: the sample mean - tau
         assert entry["accepted"] == 2 * sum(r > 0 for r in entry["rewards"])   # ceil(0.5 * 4) a positive pull
     assert np.all(np.isfinite(sel.scores[sel.indices]))
 
@@ -167,14 +167,53 @@ def test_reproducible_by_key(state):
     assert not np.array_equal(np.isfinite(a.scores), np.isfinite(c.scores))
 
 
-def test_defaults_scale_with_the_pool(state):
+def test_paper_defaults_scale_with_the_pool(state):
     assert [quad.default_clusters(n) for n in (1, 200, 10**9)] == [1, 14, 10_000]
-    sel = quad.select(state, key=9, budget=30, samples_per_pull=8)       # 8: the batch shape compiled above
+    sel = quad.select(state, key=9, budget=30, samples_per_pull=8, reward="absolute")   # 8: a shape compiled above
     s = sel.info["settings"]
     assert (s["clusters_per_round"], s["block_size"], s["max_rounds"]) == (1, math.ceil(200 / 20), 200)
     assert (s["alpha"], s["tau"], s["radius"]) == (1e-4, 0.002, 0.2)
     assert all(len(entry["arms"]) == 1 for entry in sel.info["log"])
-    assert quad.scaled_defaults(10**9, 10**7, 10_000)["clusters_per_round"] == 50
+    assert quad.scaled_defaults(10**9, 10**7, 10_000, paper=True)["clusters_per_round"] == 50
+
+
+def test_default_blocks_are_a_share_of_each_cluster(state):
+    """Default: a pull of cluster c takes ceil(k / (2 N) |c|) documents and scores half of them (ceil)."""
+    sizes = np.bincount(state.clusters.labels, minlength=5)
+    sel = quad.select(state, key=9, budget=40, score="dot", tau=-1e9)            # every block accepted
+    s = sel.info["settings"]
+    assert s["block_share"] == 40 / 400 and (s["alpha"], s["reward"]) == (1.0, "standardised")
+    blocks = np.ceil(0.1 * sizes - 1e-9).astype(int)
+    used = {c: 0 for c in range(5)}
+    for entry in sel.info["log"]:
+        (c,) = entry["arms"]
+        want = min(blocks[c], sizes[c] - used[c])
+        used[c] += want
+        assert entry["scored"] == min(math.ceil(blocks[c] / 2), want)
+        assert entry["accepted"] == want
+    assert sel.info["count"] == 40
+
+
+def test_standardised_rewards_make_the_bandit_scale_free(state):
+    """Scores scaled by 1000 (v * 1000, score 'dot', tau 0) leave the standardised bandit's choices as they
+    were: the same pulls, the same selection."""
+    big = state._replace(v={p: 1000.0 * x for p, x in state.v.items()})
+    a, b = (quad.select(st, key=12, budget=30, score="dot", tau=0.0, **SMALL) for st in (state, big))
+    assert [e["arms"] for e in a.info["log"]] == [e["arms"] for e in b.info["log"]]
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(b.scores[np.isfinite(b.scores)], 1000 * a.scores[np.isfinite(a.scores)], rtol=1e-6)
+
+
+def test_ablations_random_arms_no_influence_no_sharing(problem, state):
+    *_, group = problem
+    flipped = state._replace(v={p: -x for p, x in state.v.items()})               # every score negated
+    arms = lambda st, **o: [e["arms"] for e in quad.select(st, key=13, budget=200, max_rounds=6, **SMALL, **o).info["log"]]
+    assert arms(state, arms="random") == arms(flipped, arms="random")              # pulls ignore the rewards
+    assert arms(state) != arms(flipped)
+    sel = quad.select(state, key=14, budget=50, score="none", **SMALL)             # diversity only: no score
+    assert sel.info["scored"] == 0 and len(sel) == 50
+    assert np.bincount(group[sel.indices], minlength=5).tolist() == [10] * 5       # one block of 10 a cluster
+    np.testing.assert_array_equal(bandit.closeness(np.eye(3) + 0.01, 0.0), np.eye(3))  # radius 0: no neighbour
 
 
 def test_bad_input_is_named(problem, state):
