@@ -75,9 +75,9 @@ from jdps.validate import as_key, budget_from, positive_int
 
 SCORES = ("cosine", "dot", "projected", "none")
 ACCEPTANCE = ("block", "instance", "top_share")
-PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples_per_pull": 10,
 REWARDS = ("standardised", "absolute")
 ARMS = ("ucb", "random")
+PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples_per_pull": 10,
          "block_size": 20_000, "tau": 0.002, "radius": 0.2, "max_rounds": 200}
 
 
@@ -104,12 +104,12 @@ def scaled_defaults(n: int, budget: int, n_clusters: int, paper: bool = False) -
     """clusters_per_round, block_size, samples_per_pull and max_rounds for n documents, a budget and K
     clusters (see above): the paper's scaled (paper=True) or the budget-relative ones."""
     per_round = max(1, round(n_clusters / 200))
-    block = math.ceil(n / (4 * n_clusters))
-    return {"clusters_per_round": per_round, "block_size": block, "samples_per_pull": PAPER["samples_per_pull"],
-            "max_rounds": max(PAPER["max_rounds"], math.ceil(4 * budget / (per_round * block)))}
     if not paper:
         return {"clusters_per_round": per_round, "block_share": budget / (2 * n), "sample_share": 0.5,
                 "max_rounds": max(PAPER["max_rounds"], math.ceil(8 * n_clusters / per_round))}
+    block = math.ceil(n / (4 * n_clusters))
+    return {"clusters_per_round": per_round, "block_size": block, "samples_per_pull": PAPER["samples_per_pull"],
+            "max_rounds": max(PAPER["max_rounds"], math.ceil(4 * budget / (per_round * block)))}
 
 
 def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int | None = None, ihvp=None,
@@ -179,13 +179,6 @@ def _settings(state: QuadState, k: int, options: dict) -> dict:
     s = {**PAPER, **scaled_defaults(n, k, n_clusters, paper=paper), "n_clusters": n_clusters,
          **({} if paper else STANDARDISED)}
     s.update({name: value for name, value in options.items() if value is not None})
-    for name in ("clusters_per_round", "samples_per_pull", "block_size", "max_rounds", "projection_dim"):
-        s[name] = positive_int(name, s[name])
-    s["clusters_per_round"] = min(s["clusters_per_round"], n_clusters)
-    s["alpha"] = bandit.check_alpha(s["alpha"])
-    if not np.isfinite(s["tau"]):
-        raise InputError(f"tau must be a finite reward threshold, got {s['tau']}")
-    if s["score"] not in SCORES:
     if not paper and (options.get("block_size") is not None or options.get("samples_per_pull") is not None):
         fixed = scaled_defaults(n, k, n_clusters, paper=True)   # a fixed block asked for: the rest as the paper's
         s["block_share"] = s["sample_share"] = None
@@ -202,6 +195,13 @@ def _settings(state: QuadState, k: int, options: dict) -> dict:
         blocks = np.maximum(1, np.ceil(s["block_share"] * size - 1e-9)).astype(int)
         s["block_size"] = int(blocks.max())
         s["samples_per_pull"] = int(np.maximum(1, np.ceil(s["sample_share"] * blocks - 1e-9)).max())
+    for name in ("clusters_per_round", "samples_per_pull", "block_size", "max_rounds", "projection_dim"):
+        s[name] = positive_int(name, s[name])
+    s["clusters_per_round"] = min(s["clusters_per_round"], n_clusters)
+    s["alpha"] = bandit.check_alpha(s["alpha"])
+    if not np.isfinite(s["tau"]):
+        raise InputError(f"tau must be a finite reward threshold, got {s['tau']}")
+    if s["score"] not in SCORES:
         raise InputError(f"unknown score {s['score']!r}; pass one of {SCORES}")
     if s["acceptance"] not in ACCEPTANCE:
         raise InputError(f"unknown acceptance {s['acceptance']!r}; pass one of {ACCEPTANCE}")
@@ -228,13 +228,6 @@ def _accept(mode: str, share: float, tau: float, margin: float, block, sample, s
 STOPS = ("running", "max_rounds", "exhausted", "budget")
 
 
-def _rounds_state(n: int, n_clusters: int, max_rounds: int) -> dict:
-    """The host state of the rounds, of fixed shapes (so it can be saved and restored each round): the next
-    round, why the rounds stopped (an index of STOPS), the bandit, the documents used up per cluster, the
-    scores [N], the accepted documents in order [N] (-1 past `n_accepted`) and the log, flat: the valid
-    arms and their rewards of every round one after another [N] (a valid pull uses up at least one
-    document, so there are at most N), and per round [R] their count, the documents scored and accepted,
-    and the selected total. R = min(max_rounds, N): every logged round uses up a document."""
 def _running(stats) -> tuple[float, float]:
     """(mean, standard deviation) of the scores seen from their (count, sum, sum of squares); (0, 1) while
     fewer than two, or all equal."""
@@ -246,9 +239,17 @@ def _running(stats) -> tuple[float, float]:
     return mean, spread if spread > 1e-12 * max(1.0, abs(mean)) else 1.0
 
 
+def _rounds_state(n: int, n_clusters: int, max_rounds: int) -> dict:
+    """The host state of the rounds, of fixed shapes (so it can be saved and restored each round): the next
+    round, why the rounds stopped (an index of STOPS), the bandit, the documents used up per cluster, the
+    scores [N], the accepted documents in order [N] (-1 past `n_accepted`) and the log, flat: the valid
+    arms and their rewards of every round one after another [N] (a valid pull uses up at least one
+    document, so there are at most N), and per round [R] their count, the documents scored and accepted,
+    and the selected total. R = min(max_rounds, N): every logged round uses up a document."""
     arms = bandit.init(n_clusters)
     rounds = min(max_rounds, n)
     return {"round": np.int64(0), "stop": np.int64(0), "reward_sum": arms.reward_sum, "count": arms.count,
+            "stats": np.zeros(3),                                 # scores seen: count, sum, sum of squares
             "used": np.zeros(n_clusters, np.int64), "scores": np.full(n, np.nan),
             "accepted": np.full(n, -1, np.int64), "n_accepted": np.int64(0),
             "log_arms": np.full(n, -1, np.int64), "log_rewards": np.zeros(n, np.float64),
@@ -256,7 +257,6 @@ def _running(stats) -> tuple[float, float]:
             "log_accepted": np.zeros(rounds, np.int64), "log_selected": np.zeros(rounds, np.int64)}
 
 
-            "stats": np.zeros(3),                                 # scores seen: count, sum, sum of squares
 def _log(h: dict) -> list[dict]:
     """The per-round log of `select`'s info from the flat arrays of the rounds' state."""
     log, at = [], 0
@@ -298,6 +298,11 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
     scoring, standardised = s["score"] != "none", s["reward"] == "standardised"
     scorer = _scorer(state, s["score"], k_proj, s["projection_dim"]) if scoring else None
     p, m = s["clusters_per_round"], s["samples_per_pull"]
+    if s["block_share"] is None:                                   # one block size for every cluster
+        block_of, sample_of = np.full(n_clusters, s["block_size"]), np.full(n_clusters, m)
+    else:                                                          # the same share of every cluster
+        block_of = np.maximum(1, np.ceil(s["block_share"] * size - 1e-9)).astype(np.int64)
+        sample_of = np.maximum(1, np.ceil(s["sample_share"] * block_of - 1e-9)).astype(np.int64)
 
     h = _rounds_state(n, n_clusters, s["max_rounds"])
     if checkpoints is not None:
@@ -305,11 +310,6 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
         h = {name: np.array(v) if isinstance(v, np.ndarray) else v for name, v in h.items()}   # writable
     while int(h["round"]) < s["max_rounds"] and not h["stop"]:
         r = int(h["round"])
-    if s["block_share"] is None:                                   # one block size for every cluster
-        block_of, sample_of = np.full(n_clusters, s["block_size"]), np.full(n_clusters, m)
-    else:                                                          # the same share of every cluster
-        block_of = np.maximum(1, np.ceil(s["block_share"] * size - 1e-9)).astype(np.int64)
-        sample_of = np.maximum(1, np.ceil(s["sample_share"] * block_of - 1e-9)).astype(np.int64)
         used = h["used"]
         available = used < size
         if not available.any():
