@@ -12,6 +12,8 @@ missing or altered file is found: `restore_latest` then falls back to the previo
 one-line warning. A `fingerprint` (what made the run: options, input digests, `inputs_fingerprint`) is
 stored once; a directory made by another fingerprint is refused. Temporary folders left by a killed save
 are removed when the directory is opened. `restore` of one step raises `CheckpointError` naming the fix.
+In a multi-process run (`jdps.distributed`) every process calls the same methods on one shared directory: orbax writes each process's shards of the
+global arrays, and only the writing process writes the checksums and the fingerprint, the others waiting.
 
     params_list = load_params(["run/ckpt", "epoch3.npz"], params)   # model parameters, as the command lines read them
 """
@@ -29,6 +31,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jdps import distributed as dist
 from jdps.gradients import param_filter as pf
 from jdps.errors import CheckpointError, InputError
 from jdps.outputs import LARGE, inputs_fingerprint  # noqa: F401  (re-exported: the fingerprint of a run's inputs)
@@ -94,9 +97,13 @@ class Checkpoints:
                                  "pass a directory in a writable place") from None
             if not os.access(self.directory, os.W_OK | os.X_OK):
                 raise InputError(f"the checkpoint directory {self.directory} is not writable; pass another one")
-            self._clean_stale()
-            if fingerprint is not None:
-                check_fingerprint(self.directory, fingerprint)
+            if dist.is_writer():
+                self._clean_stale()
+                if fingerprint is not None:
+                    check_fingerprint(self.directory, fingerprint)
+            dist.barrier(f"jdps-checkpoints-open:{self.directory}")
+            if fingerprint is not None and not dist.is_writer():
+                check_fingerprint(self.directory, fingerprint)   # the writer stored it: this only compares
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
                                                enable_async_checkpointing=False)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -119,12 +126,14 @@ class Checkpoints:
             self._manager.delete(int(step))
         self._manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
-        folder = self.directory / str(int(step))
-        sums = {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
-        write_json(self.directory / f"{int(step)}.{SUMS}", sums)
-        for stale in self.directory.glob(f"*.{SUMS}"):  # sums of steps max_to_keep removed
-            if not (self.directory / stale.name.split(".")[0]).exists():
-                stale.unlink(missing_ok=True)
+        if dist.is_writer():
+            folder = self.directory / str(int(step))
+            sums = {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
+            write_json(self.directory / f"{int(step)}.{SUMS}", sums)
+            for stale in self.directory.glob(f"*.{SUMS}"):  # sums of steps max_to_keep removed
+                if not (self.directory / stale.name.split(".")[0]).exists():
+                    stale.unlink(missing_ok=True)
+        dist.barrier(f"jdps-checkpoints-save:{self.directory}:{int(step)}")
 
     def verify(self, step: int) -> str | None:
         """None when every file of `step` matches its checksum, else what is wrong."""

@@ -93,7 +93,7 @@ def _cmd_bads(args) -> int:
 
         state = bads.fit(task, params, train, meta, key=args.seed, **run_length, batch_size=args.batch_size,
                          meta_batch_size=args.meta_batch_size, config=config, progress=progress,
-                         checkpoints=checkpoints)
+                         checkpoints=checkpoints, mesh=run.mesh())
         weights = bads.posterior_mean_weights(state)
         report = {"method": "bads", "preset": args.preset, "examples": len(train), "meta_examples": len(meta),
                   "epochs": plan.epochs, "steps": total, "mean_weight": round(float(weights.mean()), 4)}
@@ -175,6 +175,7 @@ def _common(p, lr: float | None, lr_help: str) -> None:
     flags.quiet(p)
     flags.out(p, "write weights [N], id [N] (and test_accuracy) to this npz")
     flags.checkpoint_dir(p, "the sampler or training state after every epoch; --method cds does not resume")
+    flags.distributed(p)
 
 
 def add_bads_parsers(subparsers) -> None:

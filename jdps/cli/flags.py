@@ -189,6 +189,20 @@ def checkpoint_dir(p, what: str) -> None:
                         "to the uninterrupted result (a DIR of other inputs or options is refused)")
 
 
+def distributed(p) -> None:
+    """--coordinator, --num-processes, --process-id (a multi-process run, jdps.distributed) and --mesh-model."""
+    g = p.add_argument_group("multi-process runs (one process per host; docs/multihost.md)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address and a free port; with --num-processes and --process-id this process "
+                        "joins a jax.distributed run (default: JDPS_COORDINATOR, or a cluster launcher's environment)")
+    g.add_argument("--num-processes", type=positive_int, help="processes P of the run (default: JDPS_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=nonneg_int, help="this process's index I in [0, P); process 0 writes the "
+                                                          "outputs (default: JDPS_PROCESS_ID)")
+    g.add_argument("--mesh-model", type=positive_int, default=1,
+                   help="devices of the mesh's 'model' axis, which splits each large parameter matrix (the rest "
+                        "form the 'data' axis the examples are split over)")
+
+
 def quiet(p) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the final one-line JSON summary")
 

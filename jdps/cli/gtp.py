@@ -18,7 +18,7 @@ from jdps.cli import flags
 
 
 def _cmd_features(args) -> int:
-    from jdps.cli.io import Run, atomic, load_sets
+    from jdps.cli.io import Run, load_sets
     from jdps.errors import InputError
 
     files = {"--pool": args.pool, "--target": args.target}
@@ -43,11 +43,11 @@ def _cmd_features(args) -> int:
         resume = run.checkpoints(max_to_keep=None)
         done = len(resume.steps()) if resume is not None else 0
         arrays = lambda data: None if data is None else {"x": data.x, "y": data.y}
-        with atomic(run.path("--out")) as tmp:
+        with run.atomic("--out") as tmp:             # None on a process that does not write
             state = gtp.fit(task, checkpoints, arrays(pool), d=args.d, key=args.seed, target_data=arrays(target),
                             out=tmp, checkpoint_weights=weights, shared_projection=args.shared_projection,
                             normalize=args.normalize, method=args.grad_form, param_filter=args.param_filter,
-                            batch_size=args.batch_size, resume=resume)
+                            batch_size=args.batch_size, resume=resume, mesh=run.mesh())
             columns, target_b = int(state.features.shape[1]), state.target
             del state                                      # closes the memmap of the temporary file
         run.sidecar("--out")
@@ -84,7 +84,8 @@ def _cmd_pursuit(args) -> int:
         k = args.budget if args.budget is not None else budget_from(len(a), fraction=args.fraction)
         result = pursuit.solve(a, b, k, method=args.solver, nonneg=not args.signed, tol=args.tol, ridge=args.ridge,
                                iterations=args.iterations, score=args.score,
-                               block_rows=args.block_rows if streamed else None)
+                               block_rows=args.block_rows if streamed else None,
+                               mesh=None if streamed else run.mesh())
         path = run.write_npz("--out", indices=result.indices.astype(np.int64),
                              weights=result.weights.astype(np.float32),
                              residual_norm=np.float64(result.residual_norm), stop_reason=np.str_(result.stop_reason),
@@ -117,6 +118,7 @@ def add_pursuit_parsers(subparsers) -> None:
     flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json)")
     p.add_argument("--target-out", required=True, help="write b [T d] here (.npy; its provenance in b.npy.json)")
     flags.checkpoint_dir(p, "each checkpoint's block of A once computed")
+    flags.distributed(p)
 
     p = flags.command(subparsers, "pursuit", "select examples whose trajectories match a target (GTP)",
                       _cmd_pursuit)
@@ -133,3 +135,4 @@ def add_pursuit_parsers(subparsers) -> None:
     p.add_argument("--block-rows", type=flags.positive_int, help="rows per block when streaming (default: "
                                                   "jdps.gtp.pursuit.rows.STREAM_ROWS)")
     flags.out(p, "write indices, weights, residual_norm, stop_reason here (.npz)")
+    flags.distributed(p)

@@ -91,7 +91,7 @@ def _cmd_influence(args) -> int:
         task, params = _model(args, s, train)
         fitted = influence.fit(task, params, _arrays(train, text),
                                ihvp=by_name(args.ihvp, args.damping, key=jax.random.key(args.seed)),
-                               param_filter=args.param_filter, batch_size=args.batch_size)
+                               param_filter=args.param_filter, batch_size=args.batch_size, mesh=run.mesh())
         options = {"normalize": args.normalize, "batch_size": args.batch_size}
         scores = influence.scores(fitted, _arrays(query, text), _arrays(train, text), **options)
         mean = influence.query_scores(fitted, _arrays(query, text), _arrays(train, text), **options)
@@ -161,7 +161,7 @@ def _cmd_quad(args) -> int:
                          embeddings=embeddings, n_clusters=args.clusters,
                          ihvp=by_name(args.ihvp, args.damping, key=jax.random.fold_in(key, 2)),
                          param_filter=args.param_filter, kmeans_restarts=args.kmeans_restarts,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, mesh=run.mesh())
         sel = quad.select(state, key=jax.random.fold_in(key, 1), budget=args.budget, fraction=args.fraction,
                           score=args.score, alpha=args.alpha, tau=args.tau, clusters_per_round=args.clusters_per_round,
                           samples_per_pull=args.samples_per_pull, block_size=args.block_size, radius=args.radius,
@@ -215,6 +215,7 @@ def add_influence_parsers(subparsers) -> None:
     _model_flags(p, "the inverse curvature (identity: gradient dots)")
     p.add_argument("--normalize", action="store_true", help="cosines instead of influences")
     flags.out(p, "write scores [n_query, n_train], mean_scores [n_train] here (.npz)")
+    flags.distributed(p)
 
     p = flags.command(subparsers, "quad", "select pool examples by influence and clusters (Quad)", _cmd_quad)
     p.add_argument("--pool", required=True, help="candidate npz (x, y) or text file (one document per line)")
@@ -240,3 +241,4 @@ def add_influence_parsers(subparsers) -> None:
     p.add_argument("--projection-dim", type=flags.positive_int, default=8192, help="--score projected: the dimension")
     flags.out(p, "write indices, scores and diagnostics here (.npz)")
     flags.checkpoint_dir(p, "the bandit's state after every round, and the brief training's after every epoch")
+    flags.distributed(p)

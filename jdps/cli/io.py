@@ -207,9 +207,14 @@ class Run:
 
     inputs: {flag: path, paths or None}; outputs: {flag: (path or None, suffix)}; sidecar: flags of .npy
     outputs that get `<path>.json`; checkpoint_dir: --checkpoint-dir (None: no resume); fingerprint_exclude:
-    options that do not change the results (the output paths, --quiet, ...)."""
+    options that do not change the results (the output paths, --quiet, ...).
 
-    QUIET = ("out", "target_out", "quiet", "debug", "checkpoint_dir")
+    A multi-process run (--coordinator, --num-processes, --process-id, or a cluster launcher's environment;
+    jdps.distributed) starts jax.distributed once the outputs are checked; only process 0 then locks and
+    writes the outputs and prints, the others compute their shares and write nothing. `mesh()` is the
+    global mesh when there is more than one device (every process's), else None."""
+
+    QUIET = ("out", "target_out", "quiet", "debug", "checkpoint_dir", "coordinator", "num_processes", "process_id")
 
     def __init__(self, args, *, inputs: Mapping[str, object], outputs: Mapping[str, tuple], checkpoint_dir=None):
         self.args = args
@@ -220,6 +225,8 @@ class Run:
         self._lock = None
         self._fingerprint = None
         self._checkpoints = []
+        self.writer = True
+        self._stdout = None
 
     # --- before any compute ---
     def __enter__(self) -> Self:
@@ -235,10 +242,48 @@ class Run:
         locked = list(self.paths.values())
         if self.checkpoint_dir is not None:
             locked.append(self._check_checkpoint_dir())
+        self._start_processes()
+        if not self.writer:
+            return self
         self._lock = outputs.OutputLock(locked).acquire()
         for out in self.paths.values():       # locked: a temporary beside an output is a killed run's
             outputs.remove_stale_temporaries(out)
         return self
+
+    def _start_processes(self) -> None:
+        """Join a multi-process run when the flags (or JDPS_* variables, or a launcher) ask for one; jax is
+        imported only then. A process other than 0 prints nothing."""
+        from jdps import distributed
+
+        a = self.args
+        settings = (getattr(a, "coordinator", None), getattr(a, "num_processes", None), getattr(a, "process_id", None))
+        if not hasattr(a, "mesh_model"):
+            return
+        if distributed.check_settings(*settings) or any(v in os.environ for v in distributed.LAUNCHER_ENV):
+            distributed.initialize(*settings)
+            self.writer = distributed.is_writer()
+            if not self.writer:
+                import sys
+
+                self._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # noqa: SIM115 (closed in __exit__)
+
+    def mesh(self):
+        """The global mesh (axes 'data' and, with --mesh-model > 1, 'model') over every device of every
+        process; None on a single device."""
+        import jax
+
+        from jdps import distributed
+
+        model = getattr(self.args, "mesh_model", 1)
+        if jax.device_count() == 1 and model == 1:
+            return None
+        return distributed.make_mesh(model=model)
+
+    def atomic(self, flag: str):
+        """`jdps.outputs.atomic` of the output `flag` on the writing process; elsewhere a context yielding None."""
+        from contextlib import nullcontext
+
+        return atomic(self.paths[flag]) if self.writer else nullcontext(None)
 
     def _check_checkpoint_dir(self) -> Path:
         d = Path(self.checkpoint_dir)
@@ -300,17 +345,17 @@ class Run:
         return self.paths[flag]
 
     def write_npz(self, flag: str = "--out", **arrays) -> Path:
-        return write_npz(self.paths[flag], self.provenance(), **arrays)
+        return write_npz(self.paths[flag], self.provenance(), **arrays) if self.writer else self.paths[flag]
 
     def write_npy(self, flag: str, array) -> Path:
-        return write_npy(self.paths[flag], array, self.provenance())
+        return write_npy(self.paths[flag], array, self.provenance()) if self.writer else self.paths[flag]
 
     def write_json(self, flag: str, obj: dict) -> Path:
-        return write_json(self.paths[flag], obj, self.provenance())
+        return write_json(self.paths[flag], obj, self.provenance()) if self.writer else self.paths[flag]
 
     def sidecar(self, flag: str) -> Path:
         """<output>.json with the provenance, for a .npy written another way (e.g. through `atomic`)."""
-        return outputs.write_sidecar(self.paths[flag], self.provenance())
+        return outputs.write_sidecar(self.paths[flag], self.provenance()) if self.writer else self.paths[flag]
 
     def __exit__(self, *exc) -> None:
         try:
@@ -319,3 +364,8 @@ class Run:
         finally:
             if self._lock is not None:
                 self._lock.release()
+            if self._stdout is not None:
+                import sys
+
+                sys.stdout.close()
+                sys.stdout, self._stdout = self._stdout, None

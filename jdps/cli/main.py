@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.model(p, ("mlp", "cnn"), "mlp")
     flags.num_classes(p)
     flags.run_length(p, 3)
+    flags.distributed(p)
     flags.batch_size(p, 128)
     flags.lr(p, 1e-3)
     p.add_argument("--subset", type=flags.nonneg_int, default=0, help="train on a random subset of this size (0: all)")

@@ -23,9 +23,11 @@ from functools import partial
 import jax
 import numpy as np
 
+from jdps import distributed as dist
 from jdps.gradients import factored as fa
 from jdps.gradients import param_filter as pf
 from jdps.data.batching import scoring_batches
+from jdps.progress import bar as progress_bar
 from jdps.errors import InputError
 from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.gradients.projection import check_kind, project
@@ -60,7 +62,7 @@ def _factored_step(params, batch, key, *, task, paths, k, kind):
 
 def per_example_features(task, params, data, *, d: int, key, method: str = "vmap", param_filter=None,
                          kind: str = "rademacher", batch_size: int = 256,
-                         chunk_size: int | None = None) -> Features:
+                         chunk_size: int | None = None, mesh=None, progress=None) -> Features:
     """Projected per-example gradient features of every example of `data`, sorted by global index.
 
     task: a `Task` (or a bare loss_fn(params, batch) -> [B]); data: a `Dataset`, a dict of arrays [N, ...]
@@ -68,7 +70,10 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
     False on padding), e.g. `jdps.data.batching.stream(source, B)`. key: a `jax.random` key or an integer seed;
     d: the feature width; chunk_size: examples per vmap(grad) chunk (method 'vmap'; default: as many as
     keep a chunk's gradients within CHUNK_FLOATS). A task without a model view cannot use 'factored'
-    and falls back to 'vmap' with a warning.
+    and falls back to 'vmap' with a warning. progress: True (or a label) draws a bar over the batches
+    (jdps.progress). mesh: a `jax.sharding.Mesh` with axis 'data' (and 'model'):
+    each batch (its size rounded up to a multiple of the 'data' shards) is split over 'data', every device
+    computing its own rows' features (`jdps.distributed`); the rows come back to every process.
     """
     task = fa.as_task(task)
     key = as_key(key)
@@ -83,7 +88,8 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
                       stacklevel=2)
         method = "vmap"
 
-    batches = iter(scoring_batches(data, batch_size))
+    batched = scoring_batches(data, dist.round_up(batch_size, mesh))
+    batches = iter(batched)
     first = next(batches, None)
     if first is None:
         raise InputError("data holds no batch; pass at least one example")
@@ -107,12 +113,18 @@ def per_example_features(task, params, data, *, d: int, key, method: str = "vmap
         step = partial(_factored_step, task=task, paths=tuple(paths), k=k, kind=kind)
 
     rows, index = [], []
+    device_params = params if mesh is None else dist.put_params(params, mesh)
+    total = len(batched) if hasattr(batched, "__len__") else None
+    shown = progress_bar(progress, total=total, desc="per-example features", unit="batch")
     for batch in itertools.chain([first], batches):
-        phi, idx = np.asarray(step(params, batch, key)), np.asarray(batch["index"])
+        phi = dist.to_host(step(device_params, dist.on_mesh(batch, mesh), key))
+        shown.update(1)
+        idx = np.asarray(batch["index"])
         mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
         check_finite_rows("per-example gradients (projected)", phi, idx, mask)
         rows.append(phi[mask])
         index.append(idx[mask])
+    shown.close()
     index = np.concatenate(index)
     order = np.argsort(index, kind="stable")
     return Features(np.concatenate(rows)[order], index[order], method, tuple(paths))

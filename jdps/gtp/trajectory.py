@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdps import distributed as dist
 from jdps.gradients import factored as fa
 from jdps.gradients import param_filter as pf
 from jdps.data.batching import scoring_batches
@@ -41,6 +42,7 @@ from jdps.errors import CheckpointError, InputError
 from jdps.gradients.features import per_example_features
 from jdps.gradients.per_example import check_finite_rows, flatten, per_example_grads
 from jdps.gradients.projection import check_kind, project
+from jdps.progress import bar as progress_bar
 
 LESS_ADAM = (0.9, 0.999, 1e-8)  # beta1, beta2, eps of LESS's preconditioner
 
@@ -93,19 +95,22 @@ def _adam_step(params, mu, nu, batch, key, *, task, paths, chunk_size, betas, d,
                              transform=lambda g: project(flatten(adam_precondition(g, mu, nu, betas)), key, d, kind))
 
 
-def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, batch_size, chunk_size, betas):
+def _adam_features(task, params, data, moments, *, d, key, kind, param_filter, batch_size, chunk_size, betas,
+                   mesh=None):
     """Projected Adam-preconditioned per-example gradients [N, d] (rows by ascending index), and the index."""
-    batches = iter(scoring_batches(data, batch_size))
+    batches = iter(scoring_batches(data, dist.round_up(batch_size, mesh)))
     first = next(batches, None)
     if first is None or "index" not in first:
         raise InputError("data holds no batch with batch['index']; pass a Dataset or a dict of arrays")
     paths = pf.select(param_filter, params, loss_fn=task.loss_fn, batch=first)
     mu, nu = (pf.take(m, paths) for m in moments)
+    if mesh is not None:
+        params, mu, nu = (dist.put_params(t, mesh) for t in (params, mu, nu))
 
     rows, index = [], []
     for batch in itertools.chain([first], batches):
-        phi = np.asarray(_adam_step(params, mu, nu, batch, key, task=task, paths=tuple(paths),
-                                    chunk_size=chunk_size, betas=tuple(betas), d=d, kind=kind))
+        phi = dist.to_host(_adam_step(params, mu, nu, dist.on_mesh(batch, mesh), key, task=task, paths=tuple(paths),
+                                      chunk_size=chunk_size, betas=tuple(betas), d=d, kind=kind))
         idx = np.asarray(batch["index"])
         mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(len(idx), bool)
         check_finite_rows("Adam-preconditioned per-example gradients (projected)", phi, idx, mask)
@@ -145,7 +150,8 @@ def _restored_block(resume, t: int, rows):
 def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weights=None,
                         shared_projection: bool = False, normalize: bool = False, adam=None, adam_betas=LESS_ADAM,
                         method: str = "vmap", param_filter=None, kind: str = "rademacher", batch_size: int = 256,
-                        chunk_size: int | None = None, out=None, resume=None) -> Trajectory:
+                        chunk_size: int | None = None, out=None, resume=None, mesh=None,
+                        progress=None) -> Trajectory:
     """The N x T d trajectory matrix of `data` over `checkpoints` (see the module docstring).
 
     task: a `Task` or loss_fn(params, batch) -> [B]; checkpoints: a list of T params pytrees; data: a
@@ -154,8 +160,10 @@ def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weig
     (e.g. optax's ScaleByAdamState mu, nu), which needs method='vmap'; out: a `.npy` path to write the
     matrix into (returned as a read-only memmap); resume: a `jdps.checkpoint.Checkpoints` (max_to_keep=None)
     that keeps each checkpoint's finished block [N, d] as step t + 1, so the same call after a kill computes
-    only the blocks not saved yet and returns the uninterrupted matrix (data: a Dataset or a dict of arrays).
-    The other arguments go to `per_example_features`.
+    only the blocks not saved yet and returns the uninterrupted matrix (data: a Dataset or a dict of arrays);
+    mesh: split every batch over the mesh's 'data' axis (`jdps.distributed`; in a multi-process run only the
+    writing process writes `out` and the resume blocks). The other arguments go to `per_example_features`.
+    progress: True (or a label) draws a bar over the checkpoints (jdps.progress).
     """
     checkpoints = _checkpoint_list(checkpoints)
     data = _reusable(data)
@@ -174,7 +182,9 @@ def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weig
                              "method='vmap' forms; pass method='vmap'")
 
     rows = _rows(data) if resume is not None else None
+    out = out if dist.is_writer() else None        # one process writes the file; the others keep A in memory
     matrix, index = None, None
+    shown = progress_bar(progress, total=t_count, desc="trajectory features", unit="checkpoint")
     for t, params in enumerate(checkpoints):
         block, idx = _restored_block(resume, t, rows), np.arange(rows) if rows is not None else None
         if block is None:
@@ -182,12 +192,12 @@ def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weig
             if adam is None:
                 f = per_example_features(task, params, data, d=d, key=key_t, method=method,
                                          param_filter=param_filter, kind=kind, batch_size=batch_size,
-                                         chunk_size=chunk_size)
+                                         chunk_size=chunk_size, mesh=mesh)
                 phi, idx = f.features, f.index
             else:
                 phi, idx = _adam_features(task, params, data, adam[t], d=d, key=key_t, kind=kind,
                                           param_filter=param_filter, batch_size=batch_size, chunk_size=chunk_size,
-                                          betas=adam_betas)
+                                          betas=adam_betas, mesh=mesh)
             if normalize:
                 norms = np.linalg.norm(phi, axis=1, keepdims=True)
                 phi = phi / np.where(norms > 0, norms, 1.0)
@@ -203,6 +213,8 @@ def trajectory_features(task, checkpoints, data, *, d: int, key, checkpoint_weig
             raise InputError(f"checkpoint {t} scored examples {idx[:5]}... but checkpoint 0 scored {index[:5]}...; "
                              "every checkpoint must see the same examples")
         matrix[:, t * width:(t + 1) * width] = block
+        shown.update(1)
+    shown.close()
     if out is not None:
         matrix.flush()
         del matrix
@@ -224,10 +236,11 @@ def mean_row(features, block_rows: int = 65536) -> np.ndarray:
 def target_trajectory(task, checkpoints, target_data, *, d: int, key, checkpoint_weights=None,
                       shared_projection: bool = False, normalize: bool = False, method: str = "vmap",
                       param_filter=None, kind: str = "rademacher", batch_size: int = 256,
-                      chunk_size: int | None = None) -> np.ndarray:
+                      chunk_size: int | None = None, mesh=None) -> np.ndarray:
     """Target-domain target b [Td]: the mean trajectory row of the target examples, with the same options and
     key as the candidates' `trajectory_features` (and no Adam preconditioning, as LESS)."""
     traj = trajectory_features(task, checkpoints, target_data, d=d, key=key, checkpoint_weights=checkpoint_weights,
                                shared_projection=shared_projection, normalize=normalize, method=method,
-                               param_filter=param_filter, kind=kind, batch_size=batch_size, chunk_size=chunk_size)
+                               param_filter=param_filter, kind=kind, batch_size=batch_size, chunk_size=chunk_size,
+                               mesh=mesh)
     return mean_row(traj.features)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdps import distributed as dist
 from jdps.gradients import factored as fa
 from jdps.gradients import param_filter as pf
 from jdps.data import batching
@@ -137,18 +138,22 @@ def _batch_sums(task, layers: tuple, fisher: str, params, batch, key, bases):
 
 
 def fit(task, params, data, *, kind: str = "ekfac", param_filter=None, fisher: str = "true", key=None,
-        batch_size: int = 256) -> dict[str, dict[str, jax.Array]]:
+        batch_size: int = 256, mesh=None) -> dict[str, dict[str, jax.Array]]:
     """K-FAC or EK-FAC factors {layer: {'a' [m, m], 'g' [n, n], 'qa', 'qg', 's' [m, n]}} of the selected Dense
     layers, from the examples of `data` (a Dataset, a dict of arrays, or a list of batches).
 
     param_filter: which Dense kernels/biases (default: all); it may select nothing else. key: a
-    `jax.random` key (or int seed) for the true Fisher's labels. EK-FAC reads the data twice.
+    `jax.random` key (or int seed) for the true Fisher's labels. EK-FAC reads the data twice. mesh: each
+    batch (rounded up to a multiple of the 'data' shards) is split over 'data'; every device sums its own
+    rows' a a^T, delta delta^T (and EK-FAC's squares) and the sums are all-reduced, so every process gets
+    the same factors (`jdps.distributed`). The true Fisher's labels are drawn per example row from the
+    batch key, so they depend on the batch size, not on the mesh.
     """
     task = fa.as_task(task)
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; pass one of {KINDS}")
     key = check_key(key, fisher)
-    batches = batching.scoring_batches(data, batch_size, "curvature data")
+    batches = batching.scoring_batches(data, dist.round_up(batch_size, mesh), "curvature data")
     first = next(iter(batches), None)
     if iter(batches) is batches:  # a one-shot iterator: put the first batch back
         if kind == "ekfac":
@@ -162,7 +167,8 @@ def fit(task, params, data, *, kind: str = "ekfac", param_filter=None, fisher: s
 
     dtype = jnp.result_type(*pf.take(params, paths).values())
     layer_items = tuple(layers.items())  # hashable: a static argument of the compiled step
-    step = lambda p, b, k, q: _batch_sums(task, layer_items, fisher, p, b, k, q)
+    device_params = params if mesh is None else dist.put_params(params, mesh)
+    step = lambda p, b, k, q: _batch_sums(task, layer_items, fisher, device_params, dist.on_mesh(b, mesh), k, q)
     eye = lambda n: jnp.eye(int(n), dtype=dtype)
 
     def accumulate(bases):
@@ -199,6 +205,23 @@ def fit(task, params, data, *, kind: str = "ekfac", param_filter=None, fisher: s
         for layer in layers:
             factors[layer]["s"] = corrected[layer]["s"] / examples
     return jax.tree.map(lambda v: jnp.asarray(v, dtype), factors)
+
+
+def place(factors, mesh):
+    """Factors on `mesh`: with a 'model' axis of M devices, the rows of every factor matrix whose row count
+    M divides are split over it (each device holds 1 / M of A, Q_A, G, Q_G, S; XLA adds the collectives of
+    `solve`), the rest replicated; without one, all replicated."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    m = int(mesh.shape[dist.MODEL]) if dist.MODEL in mesh.axis_names else 1
+
+    def put(x):
+        x = np.asarray(x)
+        split = m > 1 and x.ndim == 2 and x.shape[0] % m == 0
+        return jax.device_put(x, NamedSharding(mesh, P(dist.MODEL, None) if split else P()))
+
+    return jax.tree.map(put, factors)
 
 
 def check_damping(factors, damping: float) -> None:

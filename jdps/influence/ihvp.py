@@ -52,9 +52,11 @@ MAX_EXACT = 20_000  # parameters: the exact method holds a [p, p] matrix
 
 
 class IHVP(NamedTuple):
-    """fit(task, params, data, paths, batch_size) -> state;  solve(state, v) -> (C + lambda I)^{-1} v.
+    """fit(task, params, data, paths, batch_size, mesh=None) -> state;  solve(state, v) -> (C + lambda I)^{-1} v.
 
-    dense_only: the method covers Dense kernels and biases only (K-FAC, EK-FAC).
+    dense_only: the method covers Dense kernels and biases only (K-FAC, EK-FAC). mesh: K-FAC and EK-FAC
+    split their factor sums over its 'data' axis (all-reduced); exact, CG and LiSSA hold their fit set on
+    one device of each process (it is the small curvature set), so they run the same on every process.
     """
 
     fit: Callable[..., Any]
@@ -174,7 +176,7 @@ def exact(damping: float, *, curvature: str = "ggn") -> IHVP:
     """(C + lambda I)^{-1} v from the full matrix C and its eigendecomposition (the reference)."""
     damping = _check_damping(damping, False, "exact")
 
-    def fit(task, params, data, paths, batch_size):
+    def fit(task, params, data, paths, batch_size, mesh=None):
         op = operator(task, params, data, paths, batch_size, curvature)
         flat, _ = ravel_pytree(pf.take(params, op.paths))
         if flat.size > MAX_EXACT:
@@ -199,7 +201,7 @@ def cg(damping: float, *, curvature: str = "ggn", tol: float = 1e-6, maxiter: in
     """Conjugate gradient on v -> C v + lambda v (relative residual tol, at most maxiter steps)."""
     damping = _check_damping(damping, True, "cg")
 
-    def fit(task, params, data, paths, batch_size):
+    def fit(task, params, data, paths, batch_size, mesh=None):
         return operator(task, params, data, paths, batch_size, curvature)
 
     def solve(op, v):
@@ -235,7 +237,7 @@ def lissa(damping: float, key, *, curvature: str = "ggn", depth: int = 1000, bat
     if int(depth) != depth or depth < 1:
         raise InputError(f"depth must be a positive integer, got {depth!r}")
 
-    def fit(task, params, data, paths, fit_batch_size):
+    def fit(task, params, data, paths, fit_batch_size, mesh=None):
         op = operator(task, params, data, paths, fit_batch_size, curvature)
         if batch_size is not None and not 1 <= batch_size <= op.size:
             raise InputError(f"lissa batch_size must lie in [1, {op.size}] (the fit set), got {batch_size}")
@@ -265,11 +267,11 @@ def _kronecker(kind: str, damping: float, fisher: str, key) -> IHVP:
     damping = _check_damping(damping, False, kind)
     key = cv.check_key(key, fisher)
 
-    def fit(task, params, data, paths, batch_size):
+    def fit(task, params, data, paths, batch_size, mesh=None):
         factors = cv.fit(task, params, data, kind=kind, param_filter=paths, fisher=fisher, key=key,
-                         batch_size=batch_size)
+                         batch_size=batch_size, mesh=mesh)
         cv.check_damping(factors, damping)
-        return factors
+        return factors if mesh is None else cv.place(factors, mesh)
 
     return IHVP(fit, lambda factors, v: cv.solve(factors, v, damping), dense_only=True)
 
@@ -286,7 +288,7 @@ def ekfac(damping: float, *, fisher: str = "true", key=None) -> IHVP:
 
 def identity() -> IHVP:
     """No curvature: x = v, so influence becomes the gradient dot product (TracIn at one checkpoint)."""
-    return IHVP(lambda *args: {}, lambda state, v: v)
+    return IHVP(lambda *args, **kwargs: {}, lambda state, v: v)
 
 
 NAMES = ("exact", "cg", "lissa", "kfac", "ekfac", "identity")

@@ -47,13 +47,15 @@ from jdps.task import Task
 
 @dataclass(frozen=True)
 class Fitted:
-    """What `fit` returns: the task, the parameters, the selected leaves, the iHVP method and its state."""
+    """What `fit` returns: the task, the parameters, the selected leaves, the iHVP method and its state,
+    and the mesh every later step splits its batches over (None: one device)."""
 
     task: Task
     params: Any
     paths: tuple[str, ...]
     ihvp: ih.IHVP
     state: Any
+    mesh: Any = None
 
 
 def _read(data, batch_size: int, name: str):
@@ -92,20 +94,26 @@ def _collect(step, data, batch_size: int, name: str, mesh=None):
 
 
 def fit(task, params, data, *, ihvp: ih.IHVP, param_filter=None, batch_size: int = 256, state=None,
-        progress=None) -> Fitted:
+        progress=None, mesh=None) -> Fitted:
     """Fit `ihvp` on `data` (the curvature's examples) over the leaves `param_filter` selects.
 
     state: a state fitted before (e.g. factors from `jdps.influence.curvature.load_factors`): then nothing is refit.
     progress: True (or a label) draws a bar over each pass of K-FAC / EK-FAC over the data (jdps.progress).
+    mesh: a `jax.sharding.Mesh` with axis 'data' (`jdps.distributed.make_mesh`): K-FAC / EK-FAC sums, the
+    query gradient and every score batch are split over it (batch_size rounded up to a multiple of its
+    'data' shards); the results are those of one device, up to float rounding.
     """
     task = fa.as_task(task)
+    batch_size = dist.round_up(batch_size, mesh)
     first, _ = _read(data, batch_size, "curvature data")
     paths = tuple(ih.selected_paths(ihvp, task, params, first, param_filter))
     if state is None:
         if ihvp.dense_only and progress_enabled(progress):    # K-FAC / EK-FAC stream the batches: show each pass
             data = Batches(batching.scoring_batches(data, batch_size, "curvature data"), progress, "curvature")
-        state = ihvp.fit(task, params, data, paths, batch_size)
-    return Fitted(task, params, paths, ihvp, state)
+        state = ihvp.fit(task, params, data, paths, batch_size, mesh=mesh)
+    if mesh is not None:
+        params = dist.put_params(params, mesh)
+    return Fitted(task, params, paths, ihvp, state, mesh)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -119,10 +127,10 @@ def _gradient_sum(task, paths, params, batch):
 
 def query_gradient(fitted: Fitted, query, *, batch_size: int = 256) -> dict[str, jax.Array]:
     """grad L(Q) = (1/|Q|) sum_{q in Q} grad l(q) over the selected leaves, {path: leaf}."""
-    _, batches = _read(query, batch_size, "query set")
+    _, batches = _read(query, dist.round_up(batch_size, fitted.mesh), "query set")
     total, n = None, 0
     for batch in batches:
-        g, count = _gradient_sum(fitted.task, fitted.paths, fitted.params, batch)
+        g, count = _gradient_sum(fitted.task, fitted.paths, fitted.params, dist.on_mesh(batch, fitted.mesh))
         total = g if total is None else jax.tree.map(jnp.add, total, g)
         n += int(count)
     if n == 0:
@@ -168,7 +176,7 @@ def query_scores(fitted: Fitted, query, train, *, normalize: bool = False, batch
     """[n_train]: the influence I(z, Q) of every training example on the whole query set (or its cosine)."""
     v = query_vector(fitted, query, batch_size=batch_size)
     return _collect(lambda batch: _jvp_scores(fitted.task, fitted.params, v, batch, normalize=normalize),
-                    train, batch_size, "training set")
+                    train, batch_size, "training set", fitted.mesh)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -187,11 +195,11 @@ def scores(fitted: Fitted, query, train, *, normalize: bool = False, batch_size:
     (or the cosine of g_j with v_i); per-example gradients in vmap(grad) chunks of `chunk_size`."""
     task, params, paths = fitted.task, fitted.params, fitted.paths
     g_query = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch), query, batch_size,
-                       "query set")
+                       "query set", fitted.mesh)
     v = _solve_rows(fitted.ihvp.solve, fitted.state, g_query)
     v = flatten({p: v[p] for p in paths})                                                     # [n_query, p]
     s, g_norm = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch, v), train, batch_size,
-                         "training set")
+                         "training set", fitted.mesh)
     s = s.T
     if normalize:
         v_norm = np.linalg.norm(np.asarray(v), axis=1)

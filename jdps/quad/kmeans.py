@@ -15,6 +15,12 @@ Minimises the inertia  sum_i min_c |x_i - mu_c|^2  over K centres mu [K, F]:
 
 K, restarts and max_iter are static: one compilation per (N, F, K). Distances use
 |x|^2 - 2 x.mu + |mu|^2, clipped at 0; memory O(restarts N K).
+
+On a mesh (`mesh=`, axis 'data') the rows of x are split over the devices and never gathered: each device
+assigns its own rows; the cluster sums and counts, the k-means++ potential sum D^2 and the candidate
+counts of its inverse-CDF draw (a global searchsorted is the sum of the shards' searchsorted counts)
+are all-reduced; a chosen row is read by an all-reduce of masked reads, and the farthest points for
+empty clusters are merged from each shard's top K. Labels and distances stay sharded [N / D].
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from jdps import distributed as dist
 from jdps.errors import InputError
 from jdps.validate import as_key, check_finite, is_whole
 
@@ -121,10 +131,90 @@ def _kmeans(key, x, tol, *, k: int, restarts: int, max_iter: int) -> KMeans:
     return jax.tree.map(lambda a: a[best], runs)
 
 
-def kmeans(key, x, k: int, *, restarts: int = 4, max_iter: int = 300, tol: float = 1e-4) -> KMeans:
+def _sharded_kmeans(key, x, tol, *, n: int, k: int, restarts: int, max_iter: int, mesh):
+    """`_kmeans` on x [N_pad, F] sharded over the mesh's 'data' axis (rows >= n are padding)."""
+    axis = dist.DATA
+
+    def local(key, x, tol):
+        n_loc = x.shape[0]
+        offset = lax.axis_index(axis) * n_loc
+        gidx = offset + jnp.arange(n_loc, dtype=jnp.int32)
+        valid = gidx < n
+        fvalid = valid.astype(x.dtype)
+
+        def rows(i):  # global rows i int [L] -> x[i] [L, F], by an all-reduce of masked reads
+            here = i - offset
+            own = (here >= 0) & (here < n_loc)
+            return lax.psum(jnp.where(own[:, None], x[jnp.clip(here, 0, n_loc - 1)], 0.0), axis)
+
+        def seeds(key):
+            trials = 2 + int(math.log(k))
+            k_first, k_rest = jax.random.split(key)
+            first = rows(jax.random.randint(k_first, (1,), 0, n))[0]
+            closest = sq_distances(x, first[None])[:, 0] * fvalid
+
+            def step(c, carry):
+                centres, closest = carry
+                cum_local = jnp.cumsum(closest)
+                totals = lax.all_gather(cum_local[-1], axis)                       # [D] shard masses
+                total = totals.sum()
+                cum = cum_local + (jnp.cumsum(totals) - totals)[lax.axis_index(axis)]
+                u = jax.random.uniform(jax.random.fold_in(k_rest, c), (trials,), cum.dtype)
+                count = lax.psum(jnp.searchsorted(cum, u * total, side="right").astype(jnp.int32), axis)
+                cand = jnp.minimum(jnp.where(total > 0, count, (u * n).astype(jnp.int32)), n - 1)
+                chosen = rows(cand)                                                 # [L, F]
+                new = jnp.minimum(closest[None], sq_distances(x, chosen).T) * fvalid  # [L, N / D]
+                best = jnp.argmin(lax.psum(new.sum(1), axis))
+                return centres.at[c].set(chosen[best]), new[best]
+
+            centres = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+            return lax.fori_loop(1, k, step, (centres, closest))[0]
+
+        def update(c):
+            labels, d2 = assign(x, c)
+            counts = lax.psum(jnp.zeros(k, x.dtype).at[labels].add(fvalid), axis)
+            sums = lax.psum(jax.ops.segment_sum(x * fvalid[:, None], labels, num_segments=k), axis)
+            means = sums / jnp.maximum(counts, 1.0)[:, None]
+            empty = counts == 0
+            v, pos = lax.top_k(jnp.where(valid, d2, -jnp.inf), min(k, n_loc))    # this shard's farthest
+            v, far = lax.all_gather(v, axis, tiled=True), lax.all_gather(gidx[pos], axis, tiled=True)
+            farthest = far[lax.top_k(v, k)[1]]                                      # shard order = index order
+            rank = jnp.cumsum(empty) - 1
+            return jnp.where(empty[:, None], rows(farthest[jnp.clip(rank, 0, k - 1)]), means)
+
+        mean = lax.psum((x * fvalid[:, None]).sum(0), axis) / n
+        var = lax.psum((jnp.square(x - mean) * fvalid[:, None]).sum(0), axis) / n
+        tol_abs = tol * var.mean()
+
+        def run(key):
+            def body(carry):
+                c, _, it = carry
+                new = update(c)
+                return new, ((new - c) ** 2).sum(), it + 1
+
+            init = (seeds(key), jnp.asarray(jnp.inf, x.dtype), jnp.asarray(0, jnp.int32))
+            c, _, it = lax.while_loop(lambda s: (s[2] < max_iter) & (s[1] > tol_abs), body, init)
+            labels, d2 = assign(x, c)
+            return c, labels, lax.psum((d2 * fvalid).sum(), axis), it
+
+        c, labels, inertia, it = jax.vmap(run)(jax.random.split(key, restarts))
+        best = jnp.argmin(inertia)
+        return c[best], labels[best], inertia[best], it[best]
+
+    out = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis), P()), out_specs=(P(), P(axis), P(), P()),
+                        check_vma=False)(key, x, tol)
+    return KMeans(*out)
+
+
+_sharded = jax.jit(_sharded_kmeans, static_argnames=("n", "k", "restarts", "max_iter", "mesh"))
+
+
+def kmeans(key, x, k: int, *, restarts: int = 4, max_iter: int = 300, tol: float = 1e-4, mesh=None) -> KMeans:
     """Cluster x [N, F] into k clusters: the best of `restarts` greedy-k-means++-seeded Lloyd runs.
 
-    key: a jax key or an integer seed; the same key gives the same clustering.
+    key: a jax key or an integer seed; the same key gives the same clustering. mesh: split the rows over
+    its 'data' axis (see the module docstring); the result comes back to every process (labels [N] as
+    numpy) and equals the one-device clustering up to float rounding of the sums.
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
@@ -140,6 +230,13 @@ def kmeans(key, x, k: int, *, restarts: int = 4, max_iter: int = 300, tol: float
         raise InputError(f"k = {k} clusters exceed the {x.shape[0]} points; pass k <= {x.shape[0]}")
     if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
         raise InputError(f"tol must be >= 0 (a relative centre shift), got {tol}")
+    if mesh is not None:
+        n = x.shape[0]
+        padded = np.zeros((dist.round_up(n, mesh), x.shape[1]), x.dtype)
+        padded[:n] = x
+        out = _sharded(as_key(key), dist.put_rows(padded, mesh), np.asarray(tol, x.dtype), n=n, k=int(k),
+                       restarts=int(restarts), max_iter=int(max_iter), mesh=mesh)
+        return KMeans(out.centroids, dist.to_host(out.labels)[:n], out.inertia, out.iterations)
     x = jnp.asarray(x)
     return _kmeans(as_key(key), x, jnp.asarray(tol, x.dtype), k=int(k), restarts=int(restarts),
                    max_iter=int(max_iter))

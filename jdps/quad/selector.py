@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdps import distributed as dist
 from jdps import influence
 
 from jdps.quad import bandit
@@ -83,13 +84,15 @@ PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples
 
 class QuadState(NamedTuple):
     """What `fit` returns: the task and parameters, v = (C + lambda I)^{-1} grad L(Q) {path: leaf}, the
-    pool's numeric arrays [N, ...] and its k-means clustering."""
+    pool's numeric arrays [N, ...], its k-means clustering, and the mesh the scoring batches are split
+    over (None: one device)."""
 
     task: Any
     params: Any
     v: dict[str, jax.Array]
     pool: dict[str, np.ndarray]
     clusters: KMeans
+    mesh: Any = None
 
 
 def default_clusters(n: int) -> int:
@@ -114,13 +117,15 @@ def scaled_defaults(n: int, budget: int, n_clusters: int, paper: bool = False) -
 
 def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int | None = None, ihvp=None,
         param_filter=None, curvature_data=None, kmeans_restarts: int = 4, batch_size: int = 256,
-        damping: float = 1e-3) -> QuadState:
+        damping: float = 1e-3, mesh=None) -> QuadState:
     """Precondition the reference gradient once and cluster the pool.
 
     key: a jax key or an integer seed (k-means, and the default ihvp's Fisher sampling); embeddings: [N, F]
     (default: the pool's inputs flattened); ihvp: an `IHVP`, or a name of `jdps.influence.ihvp.NAMES` made
     with `damping` and seeded from `key`; default 'ekfac' with damping 1e-3 (the paper's); the curvature is
-    fitted on `curvature_data` (default: the reference set).
+    fitted on `curvature_data` (default: the reference set). mesh: a `jax.sharding.Mesh` with axis 'data'
+    (`jdps.distributed.make_mesh`) that the curvature sums, the k-means rows and `select`'s scoring
+    batches are split over.
     """
     key = as_key(key)
     arrays = host_arrays(pool, "pool")
@@ -138,11 +143,11 @@ def fit(task, params, pool, reference, *, key, embeddings=None, n_clusters: int 
     ihvp = "ekfac" if ihvp is None else ihvp
     ihvp = ih.by_name(ihvp, damping, key=k_fisher) if isinstance(ihvp, str) else ihvp
     fitted = influence.fit(task, params, reference if curvature_data is None else curvature_data, ihvp=ihvp,
-                           param_filter=param_filter, batch_size=batch_size)
+                           param_filter=param_filter, batch_size=batch_size, mesh=mesh)
     v = influence.query_vector(fitted, reference, batch_size=batch_size)
-    clusters = kmeans(k_cluster, features, int(k), restarts=kmeans_restarts)
+    clusters = kmeans(k_cluster, features, int(k), restarts=kmeans_restarts, mesh=mesh)
     clusters = KMeans(*(np.asarray(a) for a in clusters))
-    return QuadState(fitted.task, params, v, arrays, clusters)
+    return QuadState(fitted.task, fitted.params, v, arrays, clusters, mesh)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -160,12 +165,14 @@ def _projected_score(task, paths, d, params, batch, pv, key):
 
 
 def _scorer(state: QuadState, score: str, key, projection_dim: int):
-    """batch -> scores [B] of the chosen kind, compiled once per batch shape."""
+    """batch -> scores [B] of the chosen kind, compiled once per batch shape (split over the state's mesh)."""
     if score == "projected":
         paths = tuple(state.v)
         pv = project(flatten({p: state.v[p][None] for p in paths}), key, projection_dim)[0]
-        return lambda batch: _projected_score(state.task, paths, projection_dim, state.params, batch, pv, key)
-    return lambda batch: _jvp_score(state.task, score == "cosine", state.params, state.v, batch)
+        return lambda batch: dist.score_rows(
+            lambda b: _projected_score(state.task, paths, projection_dim, state.params, b, pv, key), batch, state.mesh)
+    return lambda batch: dist.score_rows(
+        lambda b: _jvp_score(state.task, score == "cosine", state.params, state.v, b), batch, state.mesh)
 
 
 def _settings(state: QuadState, k: int, options: dict) -> dict:

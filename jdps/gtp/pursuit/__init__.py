@@ -92,7 +92,9 @@ class PursuitResult(NamedTuple):
 
 def _bad_rows(a, norms) -> None:
     """Raise naming the rows of A that hold NaN or Inf (their norms are not finite)."""
-    suspect = np.flatnonzero(~np.isfinite(np.asarray(norms)[:len(a)]))
+    from jdps.distributed import to_host
+
+    suspect = np.flatnonzero(~np.isfinite(to_host(norms)[:len(a)]))   # a mesh's shards, from every process
     bad = [int(i) for i in suspect if not np.isfinite(np.asarray(a[int(i)])).all()]
     if bad:
         raise InputError(f"the features A hold NaN or Inf in {len(bad)} row(s), index {bad[:10]}"
