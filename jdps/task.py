@@ -40,10 +40,10 @@ class Task:
 
 
 def classification_task(model: Functional) -> Task:
-    """Cross-entropy on batch['x'] -> logits [B, C] against batch['y'] [B]."""
+    """Cross-entropy on `batch['x']` -> logits [B, C] against `batch['y']` [B]."""
     return Task.from_model(model, lambda logits, batch: losses.cross_entropy(logits, batch["y"]))
 
 
 def lm_task(model: Functional) -> Task:
-    """Next-token loss on token windows batch['x'] [B, L] (mean over non-pad targets)."""
+    """Next-token loss on token windows `batch['x']` [B, L] (mean over non-pad targets)."""
     return Task.from_model(model, lambda logits, batch: losses.next_token_loss(logits, batch["x"]))
