@@ -28,7 +28,19 @@ if [ ! -x .venv/bin/python ] ||
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet_pip
 fi
 
+# A second run with nothing changed installs nothing and says so in one line: the stamp records the
+# digest of what the install depends on (pyproject.toml, this script, the Python), and every dataset
+# must still be present.
+STAMP=.venv/.jdps-setup
+WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)-$(.venv/bin/python -V 2>&1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x .venv/bin/jdps ] &&
+   .venv/bin/jdps data --check >/dev/null 2>&1; then
+  echo "[setup] up to date: .venv, jdps[dev,text] and every dataset are installed"
+  exit 0
+fi
+
 echo "[setup] installing jdps[dev,text]"
 .venv/bin/python -m pip install -q -e ".[dev,text]" 2>&1 | quiet_pip
 echo "[setup] installing the offline datasets"
 .venv/bin/jdps install all
+echo "$WANT" > "$STAMP"
