@@ -102,6 +102,19 @@ def _kernel_scores(phi_train, phi_query, damping):
     return jax.scipy.linalg.cho_solve(factor, phi_query.T).T @ phi_train.T
 
 
+def model_terms(task, params, train, query, *, key, d: int = 1024, damping: float = 1e-3, param_filter=None,
+                batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """One model's terms: (phi(q)^T K^{-1} phi(z_i) [Q, N], 1 - p_y(z_i) [N]); `scores` averages each over
+    the ensemble and multiplies the averages."""
+    if not damping >= 0:
+        raise InputError(f"damping must be >= 0, got {damping}")
+    train, query = host_arrays(train, "training set"), host_arrays(query, "query set")
+    phi, one_minus_p = features(task, params, train, key=key, d=d, param_filter=param_filter, batch_size=batch_size)
+    phi_q, _ = features(task, params, query, key=key, d=d, param_filter=param_filter, batch_size=batch_size)
+    return (np.asarray(_kernel_scores(jnp.asarray(phi), jnp.asarray(phi_q), damping), np.float64),
+            np.asarray(one_minus_p, np.float64))
+
+
 def scores(task, ensemble, train, query, *, key, d: int = 1024, damping: float = 1e-3, param_filter=None,
            batch_size: int = 512) -> np.ndarray:
     """TRAK scores tau [Q, N] of the training examples on the query examples (module docstring) for an
@@ -109,17 +122,12 @@ def scores(task, ensemble, train, query, *, key, d: int = 1024, damping: float =
     ensemble = list(ensemble) if isinstance(ensemble, (list, tuple)) else [ensemble]
     if not ensemble:
         raise InputError("TRAK needs at least one model in its ensemble")
-    if not damping >= 0:
-        raise InputError(f"damping must be >= 0, got {damping}")
-    train, query = host_arrays(train, "training set"), host_arrays(query, "query set")
     key = as_key(key)
     total, q_weight = 0.0, 0.0
     for m, params in enumerate(ensemble):
-        k = jax.random.fold_in(key, m)
-        phi, one_minus_p = features(task, params, train, key=k, d=d, param_filter=param_filter, batch_size=batch_size)
-        phi_q, _ = features(task, params, query, key=k, d=d, param_filter=param_filter, batch_size=batch_size)
-        total = total + np.asarray(_kernel_scores(jnp.asarray(phi), jnp.asarray(phi_q), damping), np.float64)
-        q_weight = q_weight + np.asarray(one_minus_p, np.float64)
+        s, w = model_terms(task, params, train, query, key=jax.random.fold_in(key, m), d=d, damping=damping,
+                           param_filter=param_filter, batch_size=batch_size)
+        total, q_weight = total + s, q_weight + w
     return (total / len(ensemble)) * (q_weight / len(ensemble))[None, :]
 
 

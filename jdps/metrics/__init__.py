@@ -7,7 +7,7 @@
     random_subsets(n, m, fraction, seed=)     the M random subsets of the LDS
     train_many(task, params, data, subsets, key=, ...)   M models on M subsets, vmapped, resumable
     margins(task, stacked, data)              [M, Q] correct-class margins of those models
-    leave_one_out(task, params, data, removed, ...)      theta*(all) and the K leave-one-out retrainings
+    leave_one_out(task, theta, data, removed, ...)       the K leave-one-out retrainings from the optimum theta
 """
 
 from jdps.metrics.correlation import Score, pearson, ranks, spearman, summarize

@@ -11,9 +11,9 @@ once under jax.vmap. `params` is one pytree (every model starts there) or a list
 each). With `checkpoints` (a `jdps.checkpoint.Checkpoints`) the stacked state is saved after every epoch
 and a killed run resumes from the latest good epoch to the uninterrupted result.
 
-    leave_one_out(task, params, data, removed, ...)      theta*(all) and theta*(all but r_k) for each removed
-                                                          r_k: full-batch steps, every retraining warm-started
-                                                          at theta*(all), so nothing but the removal differs
+    leave_one_out(task, theta, data, removed, ...)       theta*(all but r_k) for each removed r_k: full-batch
+                                                          steps warm-started at the optimum theta*(all), so
+                                                          nothing but the removal differs
 """
 
 from __future__ import annotations
@@ -161,18 +161,13 @@ def loo_subsets(n: int, removed) -> np.ndarray:
     return np.stack([np.delete(full, r) for r in removed]).astype(np.int32)
 
 
-def leave_one_out(task, params, data, removed, *, key, epochs: int, retrain_epochs: int, optimizer,
-                  models_per_batch: int | None = None, checkpoints=None):
-    """(theta*(all), stacked theta*(all but removed[k]) [K, ...]): full-batch training (one step an epoch, so
-    no minibatch noise) for `epochs` steps from `params`, then each retraining for `retrain_epochs` steps
-    warm-started at theta*(all). Meant for convex, regularised models (e.g. optax.chain(
-    optax.add_decayed_weights(l2), optax.adam(lr)) on softmax regression), where both runs converge."""
+def leave_one_out(task, theta, data, removed, *, key, epochs: int, optimizer, models_per_batch: int | None = None,
+                  checkpoints=None):
+    """theta*(all but removed[k]) for each removed example, stacked [K, ...]: `epochs` full-batch steps (one step
+    an epoch, so no minibatch noise) warm-started at `theta`, the optimum on all of `data`, so nothing but the
+    removal differs. Meant for convex, regularised models trained to convergence (e.g. softmax regression
+    under optax.chain(optax.add_decayed_weights(l2), optax.sgd(lr, momentum=0.9, nesterov=True)))."""
     host = host_arrays(data, "data")
     n = len(host["x"])
-    full = train_many(task, params, host, np.arange(n, dtype=np.int32)[None], key=key, epochs=epochs,
-                      batch_size=n, optimizer=optimizer)
-    theta = unstack(full)[0]
-    without = train_many(task, theta, host, loo_subsets(n, removed), key=key, epochs=retrain_epochs,
-                         batch_size=n - 1, optimizer=optimizer, models_per_batch=models_per_batch,
-                         checkpoints=checkpoints)
-    return theta, without
+    return train_many(task, theta, host, loo_subsets(n, removed), key=key, epochs=epochs, batch_size=n - 1,
+                      optimizer=optimizer, models_per_batch=models_per_batch, checkpoints=checkpoints)
