@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from jdps.cli.main import main as jdps_main
-from jdps.outputs import OutputLock, write_text
+from jdps.cli.main import main as jdps_main  # noqa: E402  (after the sys.path line above)
+from jdps.outputs import OutputLock, write_text  # noqa: E402
 
 OUT = ROOT / "experiments" / "results" / "bad_input_sweep"
 N, F, C = 60, 8, 3          # examples, features, classes of the small npz files

@@ -138,7 +138,7 @@ def _rank_one_update(chol, x, start, stop):
     rows = jnp.arange(chol.shape[0])
 
     def sweep(k, carry):
-        l, x = carry
+        l, x = carry  # noqa: E741  (L, the factor)
         col = lax.dynamic_index_in_dim(l, k, 1, keepdims=False)
         lkk, xk = col[k], x[k]
         diag = jnp.sqrt(lkk * lkk + xk * xk)
