@@ -6,15 +6,14 @@ corrupted (`corrupt_labels`): 40% or 60% symmetric noise (a label moves to one o
 classes) or 40% pair noise (c -> c + 1 mod 10). Test: the official 10,000-image test split.
 
 Model and budget: every method trains the MLP 784-256-128-10 from the same initial parameters (seed s)
-for epochs * (n_train // 128) steps of batch 128 (`jdps.baselines.common`). BADS is SGLD (`jdps.bads.fit`
-with `jdps.bads.PRESETS["denoise"]`, the settings this experiment chose: weight prior N(0.9, 0.5^2) on
-[0, 1], rho = 4, theta's loss self-normalised; meta batch 100; running weight means from the first
-step); the baselines use Adam(1e-3) (`experiments.common.run_named_baseline`); `random` trains on as
-many random examples as BADS keeps, the examples whose posterior-mean weight is at least the mean weight.
+for epochs * (n_train // 128) steps of batch 128 (`jdps.baselines.common`). BADS is `jdps.bads.fit` with
+the library default `BADSConfig()` (meta batch 100); the baselines use Adam(1e-3)
+(`experiments.common.run_named_baseline`); `random` trains on as many random examples as BADS keeps, the
+examples whose posterior-mean weight is at least the mean weight.
 
-Reported per method: test accuracy (%) as mean ± std over the seeds. BADS predicts with the class
-probabilities averaged over its theta samples (4 snapshots, one at the end of each of the last 4
-epochs); the row "bads, final θ" predicts with the last theta alone. For BADS also: the AUROC of the
+Reported per method: test accuracy (%) as mean ± std over the seeds, every method predicting the same way:
+with the class probabilities averaged over its last 4 epoch snapshots (BADS's theta samples), and, in a
+second table, with its last parameters alone. For BADS also: the AUROC of the
 posterior-mean weights for clean vs corrupted examples (corrupted = low weight) and the mean weight of
 each group; a histogram of the weights by clean / corrupted goes to `<out>_weights.png` (seed of the
 first run).
@@ -52,6 +51,7 @@ from experiments.common import (
     run_named_baseline,
     save_figure,
     seconds_line,
+    snapshot_accuracy,
     timed,
     write_report,
 )
@@ -59,10 +59,10 @@ from jdps import bads
 from jdps.data.catalogue import load
 from jdps.data.corruptions import corrupt_labels, meta_split
 from jdps.errors import InputError
-from jdps.train import evaluate
 
 NOISES = {"sym40": ("symmetric", 0.4), "sym60": ("symmetric", 0.6), "pair40": ("pair", 0.4)}
 METHODS = ("bads", *BASELINES)
+SNAPSHOTS = 4   # every method predicts with the mean softmax over its last 4 epoch snapshots
 OUT = RESULTS / "bads_denoise"
 
 
@@ -122,11 +122,11 @@ def make_data(noise: str, setup: Setup, seed: int):
 
 def run_bads(train, meta, test, setup: Setup, seed: int, config=None) -> dict:
     """BADS on one data draw: accuracies (posterior-averaged and final theta), weight AUROC, kept size.
-    config: a `BADSConfig`, default `jdps.bads.PRESETS["denoise"]`."""
+    config: a `BADSConfig`, default `BADSConfig()`."""
     task, params = mlp(setup.hidden, seed)
     state = bads.fit(task, params, train, meta, key=seed, epochs=setup.epochs, batch_size=setup.batch_size,
                      meta_batch_size=setup.meta_batch_size,
-                     config=bads.PRESETS["denoise"] if config is None else config)
+                     config=bads.BADSConfig() if config is None else config)
     weights = bads.posterior_mean_weights(state)
     corrupted = train.columns["corrupted"]
     final = np.asarray(task.apply(state.params, test.x)).argmax(1)
@@ -138,12 +138,15 @@ def run_bads(train, meta, test, setup: Setup, seed: int, config=None) -> dict:
 
 
 def run_method(name: str, train, meta, test, setup: Setup, seed: int, kept: int | None = None) -> dict:
-    """Baseline `name` on one data draw -> {accuracy}; `random` keeps `kept` examples."""
+    """Baseline `name` on one data draw -> {accuracy (mean softmax over the last 4 epoch snapshots),
+    accuracy_final (last parameters)}; `random` keeps `kept` examples."""
     task, params = mlp(setup.hidden, seed)
-    result = run_named_baseline(name, task, params, train, meta, seed=seed, epochs=setup.epochs,
-                                batch_size=setup.batch_size, adam_lr=setup.adam_lr,
-                                meta_batch_size=setup.meta_batch_size, kept=kept)
-    return {"accuracy": evaluate(task, result.params, test)["accuracy"]}
+    snapshots = []
+    run_named_baseline(name, task, params, train, meta, seed=seed, epochs=setup.epochs, batch_size=setup.batch_size,
+                       adam_lr=setup.adam_lr, meta_batch_size=setup.meta_batch_size, kept=kept,
+                       on_epoch=lambda e, p: snapshots.append(p))
+    snap, last = snapshot_accuracy(task, snapshots[-SNAPSHOTS:], test.x, test.y)
+    return {"accuracy": snap, "accuracy_final": last}
 
 
 def run_grid(noises, methods, seeds, setup: Setup, log=print, cells: Cells | None = None) -> list[dict]:
@@ -190,19 +193,17 @@ def table(records: list[dict], setup: Setup, command: str) -> str:
     noises = [n for n in NOISES if any(r["noise"] == n for r in records)]
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
     seeds = sorted({r["seed"] for r in records})
-    rows = []
-    for m in methods:
-        rows.append(["bads (θ samples)" if m == "bads" else m] + [mean_std(_values(records, n, m)) for n in noises])
-        if m == "bads":
-            rows.append(["bads (final θ)"] + [mean_std(_values(records, n, m, "accuracy_final")) for n in noises])
+    rows = [[m] + [mean_std(_values(records, n, m)) for n in noises] for m in methods]
+    last_rows = [[m] + [mean_std(_values(records, n, m, "accuracy_final")) if all(
+        "accuracy_final" in r for r in records if r["method"] == m) else "-" for n in noises] for m in methods]
     setting = (f"Setup: {setup.n_train:,} training examples, {setup.meta_per_class} clean meta examples per "
                f"class, MLP 784-{'-'.join(map(str, setup.hidden))}-10, {setup.epochs} epochs of batch "
                f"{setup.batch_size} ({setup.epochs * (setup.n_train // setup.batch_size):,} steps) for every "
                f"method; seeds {seeds}. Test accuracy (%) on the official 10,000 test images, mean ± std over "
-               "the seeds. BADS runs `jdps.bads.PRESETS[\"denoise\"]` (chosen in bads_denoise_tuning.md); its "
-               "first row predicts with the class probabilities averaged over 4 theta samples (the ends of the "
-               f"last 4 epochs), its second with the last theta; the baselines use Adam({setup.adam_lr:g}) and "
-               "their last parameters.\n")
+               "the seeds. BADS runs the library default `BADSConfig()`; the baselines use "
+               f"Adam({setup.adam_lr:g}). Every method predicts with the class probabilities averaged over its "
+               "last 4 epoch snapshots (BADS: its theta samples, the ends of the last 4 epochs); the second table "
+               "gives each method's last parameters alone.\n")
     weight_rows = [[label] + [mean_std(_values(records, n, "bads", key), 1.0, digits) for n in noises]
                    for key, label, digits in (("auroc", "AUROC, clean vs corrupted", 4),
                                               ("weight_clean", "mean weight, clean", 3),
@@ -210,6 +211,7 @@ def table(records: list[dict], setup: Setup, command: str) -> str:
                                               ("kept", "kept (weight >= mean weight)", 0))]
     lines = [f"# Experiment 1: denoising Fashion-MNIST\n\nCommand: `{command}`\n", setting,
              markdown_table(["method", *noises], rows), "",
+             "Last parameters alone (BADS: the final theta):\n", markdown_table(["method", *noises], last_rows), "",
              "BADS's posterior-mean weights (corrupted examples should weigh less):\n",
              markdown_table(["", *noises], weight_rows)]
     if "sym60" in noises and "bads" in methods:
@@ -302,7 +304,7 @@ def main(argv=None) -> int:
     if "random" in args.methods and "bads" not in args.methods:
         parser.error("random keeps as many examples as BADS: add bads to --methods")
     cells = Cells(args.checkpoint_dir, {"module": "experiments.bads_denoise", "setup": asdict(setup),
-                                        "config": asdict(bads.PRESETS["denoise"])})
+                                        "config": asdict(bads.BADSConfig())})
     records = run_grid(args.noise, args.methods, args.seeds, setup, cells=cells)
     print(save(records, setup, command, args.out))
     return 0

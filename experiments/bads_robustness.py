@@ -48,6 +48,7 @@ from experiments.common import (
     markdown_table,
     pyplot,
     save_figure,
+    snapshot_accuracy,
     write_report,
 )
 from jdps import bads, outputs
@@ -146,13 +147,6 @@ def _flat(d):
     return {"x": np.asarray(d.x, np.float32).reshape(len(d.x), -1), "y": np.asarray(d.y)}
 
 
-def _accuracy(task, params_list, x, y) -> tuple[float, float]:
-    """(accuracy of the mean softmax over the snapshots, accuracy of the last snapshot)."""
-    apply = jax.jit(task.apply)
-    probs = [np.asarray(jax.nn.softmax(apply(p, x))) for p in params_list]
-    return float((np.mean(probs, 0).argmax(1) == y).mean()), float((probs[-1].argmax(1) == y).mean())
-
-
 def _auroc(corrupted, weights) -> float | None:
     if corrupted is None or not corrupted.any() or corrupted.all():
         return None
@@ -164,7 +158,7 @@ def run_bads(config, task, params, pool, meta, test, *, seed: int, epochs: int, 
                      meta_batch_size=min(META_BATCH, len(meta["x"])), config=config)
     probs = bads.predict(task, state, test["x"])
     snap = float((probs.argmax(1) == test["y"]).mean())
-    _, last = _accuracy(task, [state.params], test["x"], test["y"])
+    _, last = snapshot_accuracy(task, [state.params], test["x"], test["y"])
     weights = bads.posterior_mean_weights(state)
     return {"accuracy": snap, "accuracy_last": last, "auroc": _auroc(corrupted, weights),
             "mean_weight": float(weights.mean())}
@@ -175,7 +169,7 @@ def run_baseline_method(name, task, params, pool, meta, test, *, seed: int, epoc
     options = {"meta_batch_size": min(META_BATCH, len(meta["x"]))} if name in ("l2rw", "mwn") else {}
     result = run_baseline(name, task, params, pool, meta, key=seed, epochs=epochs, batch_size=BATCH,
                           optimizer=adam(1e-3), on_epoch=lambda e, p: snapshots.append(p), **options)
-    snap, last = _accuracy(task, snapshots[-SNAPSHOTS:], test["x"], test["y"])
+    snap, last = snapshot_accuracy(task, snapshots[-SNAPSHOTS:], test["x"], test["y"])
     return {"accuracy": snap, "accuracy_last": last,
             "auroc": _auroc(corrupted, result.weights) if name in ("l2rw", "mwn") else None,
             "steps": int(result.info["steps"])}
@@ -203,8 +197,10 @@ def run_cell(name: str, noise: str, per_class: int, seed: int, methods, configs:
     return record
 
 
-def _cell_path(cells: Path, name, noise, per_class, seed) -> Path:
-    return cells / f"{name}_{noise}_m{per_class}_s{seed}.json"
+def _cell_path(cells: Path, name, noise, per_class, seed, *, validation=False, n_pool=None, epochs=20) -> Path:
+    """The cell's file; a run on the validation split, a smaller pool or another length gets its own."""
+    tag = ("_val" if validation else "") + (f"_n{n_pool}" if n_pool else "") + (f"_e{epochs}" if epochs != 20 else "")
+    return cells / f"{name}_{noise}_m{per_class}_s{seed}{tag}.json"
 
 
 def best_baseline(record) -> tuple[str, float]:
@@ -373,7 +369,7 @@ def main(argv=None) -> int:
     command = command_line("experiments.bads_robustness", argv)
     todo = [(d, n, m, s) for d in grid["datasets"] for n in grid["noises"] for m in grid["meta"] for s in grid["seeds"]]
     for i, (d, n, m, s) in enumerate(todo, 1):
-        path = _cell_path(cells, d, n, m, s)
+        path = _cell_path(cells, d, n, m, s, validation=args.validation, n_pool=args.n_pool, epochs=args.epochs)
         if path.exists() or args.report_only:
             continue
         start = time.perf_counter()
@@ -384,7 +380,9 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(todo)}] {d} {n} meta {m} seed {s}: "
               + ", ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in record["methods"].items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
-    records = [r for r in load_cells(cells) if r["epochs"] == args.epochs]
+    where = "validation" if args.validation else "test"
+    records = [r for r in load_cells(cells) if r["epochs"] == args.epochs and r["evaluated_on"] == where
+               and (args.n_pool is None or r["n_pool"] == args.n_pool)]
     if args.report_only:  # the saved cells decide which BADS settings the report shows
         bads_methods = sorted({m for r in records for m in r["methods"] if m.startswith("bads")})
         configs = {m.partition(":")[2] or "default": candidate(m.partition(":")[2] or "default") for m in bads_methods

@@ -69,6 +69,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import optax
 
@@ -185,11 +186,11 @@ def run_selector(name: str, task, params, pool, reference=None, *, seed, budget:
 
 def run_named_baseline(name: str, task, params, train, meta, *, seed: int, epochs: int, batch_size: int,
                        adam_lr: float = 1e-3, meta_batch_size: int = 100, kept: int | None = None,
-                       clean=None):
+                       clean=None, on_epoch=None):
     """Baseline `name` trained from `params` for BADS's budget of epochs * (N // batch_size) steps with
     Adam(adam_lr); `random` trains on `kept` random training examples (BADS's kept size), `oracle` on the
     examples `clean` (bool [N]) marks (default: the training set's `corrupted` column), l2rw and mwn draw
-    min(meta_batch_size, M) meta examples a step."""
+    min(meta_batch_size, M) meta examples a step; `on_epoch(epoch, params)` after every epoch."""
     options = {}
     if name == "random":
         if kept is None:
@@ -200,7 +201,16 @@ def run_named_baseline(name: str, task, params, train, meta, *, seed: int, epoch
     elif name == "oracle" and clean is not None:
         options["clean"] = clean
     return run_baseline(name, task, params, train, meta, key=seed, epochs=epochs, batch_size=batch_size,
-                        optimizer=adam(adam_lr), **options)
+                        optimizer=adam(adam_lr), on_epoch=on_epoch, **options)
+
+
+def snapshot_accuracy(task, snapshots, x, y) -> tuple[float, float]:
+    """(accuracy of the mean softmax over `snapshots` (a list of params), accuracy of the last one alone):
+    the one way every method predicts in the BADS experiments (BADS's snapshots are its theta samples)."""
+    apply = jax.jit(task.apply)
+    probs = [np.asarray(jax.nn.softmax(apply(p, x))) for p in snapshots]
+    y = np.asarray(y)
+    return float((np.mean(probs, 0).argmax(1) == y).mean()), float((probs[-1].argmax(1) == y).mean())
 
 
 def kept_size(weights) -> int:

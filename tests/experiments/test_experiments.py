@@ -143,6 +143,20 @@ def test_domain_means_by_hand():
 
 # --- experiment 1: denoising ---------------------------------------------------------------------------
 
+
+def test_snapshot_accuracy_averages_softmax_over_snapshots():
+    """A linear model: the argmax of the mean of the snapshots' softmaxes (numpy), and the last snapshot's."""
+    task = SimpleNamespace(apply=lambda p, x: x @ p)
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    snaps = [np.array([[3.0, 0.0], [0.0, 0.1]], np.float32), np.array([[0.0, 0.0], [0.0, 0.0]], np.float32),
+             np.array([[-1.0, 0.0], [0.0, 2.0]], np.float32)]
+    y = np.array([0, 1, 1])
+    soft = lambda z: np.exp(z) / np.exp(z).sum(1, keepdims=True)  # noqa: E731
+    mean = np.mean([soft(x @ p) for p in snaps], 0)
+    expect = ((mean.argmax(1) == y).mean(), ((x @ snaps[-1]).argmax(1) == y).mean())
+    assert common.snapshot_accuracy(task, snaps, x, y) == pytest.approx(expect)
+    assert expect[0] != expect[1]
+
 TINY = bads_denoise.Setup(n_train=600, meta_per_class=10, epochs=2, batch_size=50, meta_batch_size=20, hidden=(32,))
 
 
@@ -172,11 +186,14 @@ def _record(noise, method, accuracy, seed=0, **extra):
 def test_denoise_table_reports_mean_and_std_and_the_targets():
     figures = {"accuracy_final": 0.80, "auroc": 0.96, "weight_clean": 0.5, "weight_corrupted": 0.1, "kept": 8000}
     records = [_record("sym60", "bads", 0.82, 0, **figures), _record("sym60", "bads", 0.84, 1, **figures),
-               _record("sym60", "uniform", 0.77, 0), _record("sym60", "uniform", 0.79, 1),
+               _record("sym60", "uniform", 0.77, 0, accuracy_final=0.70), _record("sym60", "uniform", 0.79, 1,
+                                                                                  accuracy_final=0.74),
                _record("sym60", "l2rw", 0.84, 0), _record("sym60", "l2rw", 0.86, 1)]
     report = bads_denoise.table(records, bads_denoise.FULL, "python -m experiments.bads_denoise --noise sym60")
-    assert "| bads (θ samples) | 83.0 ± 1.0 |" in report  # mean 83, population std 1
-    assert "| uniform | 78.0 ± 1.0 |" in report
+    snapshots, last = report.split("Last parameters alone")
+    assert "| bads | 83.0 ± 1.0 |" in snapshots  # mean 83, population std 1
+    assert "| uniform | 78.0 ± 1.0 |" in snapshots
+    assert "| bads | 80.0 ± 0.0 |" in last and "| uniform | 72.0 ± 2.0 |" in last and "| l2rw | - |" in last
     assert "| AUROC, clean vs corrupted | 0.9600 ± 0.0000 |" in report
     assert "BADS - uniform: +5.0 points (target >= +3): met" in report
     assert "BADS - l2rw: -2.0 points (target >= +0): not met" in report
@@ -193,7 +210,7 @@ def test_denoise_smoke_run(sym60, tmp_path, monkeypatch, capsys):
     _wrote(tmp_path / "run", ".md", ".json", "_weights.png")
     report = (tmp_path / "run.md").read_text()
     assert "`python -m experiments.bads_denoise --noise sym60 --methods bads --seeds 0 --out " in report
-    assert "| bads (final θ) |" in report and "| AUROC, clean vs corrupted |" in report
+    assert "Last parameters alone" in report and "| AUROC, clean vs corrupted |" in report
     assert report.split("\n\nProvenance: ")[0] in capsys.readouterr().out     # the report, less its provenance
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["setup"]["n_train"] == 600 and [r["method"] for r in saved["runs"]] == ["bads"]
