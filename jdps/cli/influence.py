@@ -79,6 +79,8 @@ def _arrays(data, text: bool) -> dict:
 
 def _cmd_influence(args) -> int:
     flags.length(args)
+    if args.method == "trak":
+        return _cmd_trak(args)
     with _run(args, "--train", "--query") as run:
         s = _load(args, "--train", "--query")
         train, query, text = s.sets["--train"], s.sets["--query"], s.text
@@ -100,6 +102,50 @@ def _cmd_influence(args) -> int:
         print(json.dumps({"command": "influence", "ihvp": args.ihvp, "damping": args.damping, "train": len(train),
                           "query": len(query), "parameters": len(fitted.paths), "normalize": args.normalize,
                           "out": str(path)}))
+    return 0
+
+
+def _cmd_trak(args) -> int:
+    """jdps influence --method trak: TRAK scores (jdps.influence.trak) of an ensemble of --models models trained
+    on --train (different inits), of --params alone, or of --sgld-samples theta samples of one SGLD chain."""
+    from jdps.errors import InputError
+
+    if args.sgld_samples and args.models > 1:
+        raise InputError("--sgld-samples draws the ensemble from one chain: leave --models at 1")
+    with _run(args, "--train", "--query") as run:
+        s = _load(args, "--train", "--query")
+        if s.text:
+            raise InputError("trak projects the gradients of a classifier's correct-class margin: pass npz files "
+                             "(x, y), not text")
+        train, query = s.sets["--train"], s.sets["--query"]
+        if args.params and args.models > 1:
+            raise InputError("--params gives one model; drop --models, or train the ensemble (without --params)")
+        import numpy as np
+        import optax
+
+        from jdps import selectors
+        from jdps.metrics import train_many, unstack
+        from jdps.models.build import build_task
+
+        task, params = _model(args, s, train)
+        models = [params]
+        if args.models > 1:
+            inits = [build_task(args.model or "mlp", train.x.shape[1:], s.num_classes, seed=args.seed + m,
+                                hidden=flags.hidden(args))[1] for m in range(1, args.models)]
+            full = np.tile(np.arange(len(train), dtype=np.int32), (args.models - 1, 1))
+            models += unstack(train_many(task, inits, _arrays(train, False), full, key=args.seed + 1,
+                                         **flags.length(args), batch_size=min(args.batch_size, len(train)),
+                                         optimizer=optax.adam(args.lr)))
+        sel = selectors.make("trak", task, models if not args.sgld_samples else params, d=args.proj_dim,
+                             damping=args.damping, sgld_samples=args.sgld_samples, param_filter=args.param_filter,
+                             batch_size=args.batch_size)
+        state = sel.fit(_arrays(train, False), _arrays(query, False), key=args.seed)
+        scores = sel.scores(state, _arrays(query, False))
+        path = run.write_npz("--out", scores=scores.astype(np.float32), mean_scores=state.scores.astype(np.float32),
+                             train_id=train.ids, query_id=query.ids)
+        print(json.dumps({"command": "influence", "method": "trak", "models": args.sgld_samples or args.models,
+                          "ensemble": "sgld" if args.sgld_samples else "trained", "d": args.proj_dim,
+                          "damping": args.damping, "train": len(train), "query": len(query), "out": str(path)}))
     return 0
 
 
@@ -214,6 +260,12 @@ def add_influence_parsers(subparsers) -> None:
     p.add_argument("--query", required=True, help="query npz or text file, of the same kind as --train")
     _model_flags(p, "the inverse curvature (identity: gradient dots)")
     p.add_argument("--normalize", action="store_true", help="cosines instead of influences")
+    p.add_argument("--method", choices=("influence", "trak"), default="influence",
+                   help="influence: the iHVP --ihvp; trak: TRAK over an ensemble (--damping then relative)")
+    p.add_argument("--models", type=flags.positive_int, default=1, help="trak: independently trained models")
+    p.add_argument("--sgld-samples", type=flags.nonneg_int, default=0,
+                   help="trak: the ensemble from this many theta samples of one SGLD chain (0: off)")
+    p.add_argument("--proj-dim", type=flags.positive_int, default=1024, help="trak: projected features per layer")
     flags.out(p, "write scores [n_query, n_train], mean_scores [n_train] here (.npz)")
     flags.distributed(p)
 

@@ -52,3 +52,22 @@ def test_leave_one_out_of_exact_influence_through_the_command(files, capsys):
     report = json.loads(out.read_text())
     assert report["loo"]["removed"] == 40 and report["loo"]["defined"] == 10
     assert report["loo"]["mean"] > 0.95
+
+
+def test_influence_method_trak_is_the_library_trak(files, tmp_path, capsys):
+    import jax
+
+    from jdps.gradients import param_filter as pf
+    from jdps.influence import trak
+    from jdps.models.mlp import mlp_task
+
+    task, params = mlp_task(0, 2, (6,), 3)
+    params = jax.tree.map(lambda a: a + 0.1, params)
+    np.savez(tmp_path / "p.npz", **pf.flat(params))
+    out = tmp_path / "s.npz"
+    code = main(["influence", "--method", "trak", "--params", tmp_path / "p.npz", "--hidden", "6", "--proj-dim", "16",
+                 "--train", files / "train.npz", "--query", files / "query.npz", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    train, query = dict(np.load(files / "train.npz")), dict(np.load(files / "query.npz"))
+    want = trak.scores(task, [params], train, query, key=0, d=16)
+    np.testing.assert_allclose(np.load(out)["scores"], want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
