@@ -268,18 +268,21 @@ def to_host(x) -> np.ndarray:
 
 
 _GATHER = re.compile(r"=\s*\(?([a-z0-9]+\[[0-9,]*\])[^=]*?\sall-gather(?:-start)?\(")
+_AXES = re.compile(r"replica_groups=mesh\[[^\]]*\]\s*\{([^}]*)\}")
 
 
-def all_gathers(compiled_text: str) -> list[tuple[int, ...]]:
-    """The result shapes of every all-gather in a compiled HLO module's text
-    (`jitted.lower(...).compile().as_text()`)."""
-    shapes = []
+def all_gathers(compiled_text: str) -> list[tuple[tuple[int, ...], tuple[str, ...] | None]]:
+    """(result shape, mesh axes gathered over, None where the HLO does not name them) of every all-gather
+    in a compiled HLO module's text (`jitted.lower(...).compile().as_text()`)."""
+    found = []
     for line in compiled_text.splitlines():
         m = _GATHER.search(line)
         if m:
             dims = m.group(1).split("[")[1].rstrip("]")
-            shapes.append(tuple(int(d) for d in dims.split(",") if d))
-    return shapes
+            axes = _AXES.search(line)
+            names = tuple(a.strip().strip("'") for a in axes.group(1).split(",")) if axes else None
+            found.append((tuple(int(d) for d in dims.split(",") if d), names))
+    return found
 
 
 def bytes_per_device(tree) -> int:

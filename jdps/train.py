@@ -122,7 +122,7 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
           batch_size: int, optimizer: optax.GradientTransformation | None = None, indices=None, weights=None,
           normalize: Literal["batch", "weights"] = "batch", eval_data: Data | None = None,
           eval_batch_size: int = 1024, remainder: str = "pad", progress=None, checkpoints=None,
-          on_epoch=None) -> TrainResult:
+          on_epoch=None, mesh=None) -> TrainResult:
     """Train `params` on the rows `indices` of `data` (all by default) for `epochs` epochs or `steps` steps.
 
     key: a jax key or an integer seed (the minibatch order; epoch e from fold_in(key, e), `jdps.loop`);
@@ -135,6 +135,9 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
     `on_epoch(epoch, params)` sees the parameters after every epoch (e.g. to keep snapshots). Raises
     TrainingDivergedError, naming the epoch and step, when the loss becomes NaN or Inf. The compiled
     epoch is cached on (task.loss_fn, optimizer, normalize, batch size): pass the same objects to reuse it.
+    mesh: data-parallel on a `jax.sharding.Mesh` (`jdps.distributed.make_mesh`): the rows and weights split
+    over 'data' when its size divides N (else replicated), every batch split over it when it divides the
+    batch size, the parameters and optimizer state replicated (matrices split over a 'model' axis).
     """
     host = host_arrays(data, "data")
     n = len(host["x"])
@@ -160,17 +163,36 @@ def train(task: Task, params, data: Data, *, key, epochs: int | None = None, ste
         if on_epoch is not None:
             on_epoch(epoch, state[0])
 
+    batch_sharding = None
+    if mesh is not None:
+        params, arrays, w, batch_sharding = _on_mesh(mesh, params, arrays, w, b)
     state = (params, optimizer.init(params), w)
     (params, opt_state, _), losses = loop.run(
         train_step(task.loss_fn, optimizer, normalize), state, arrays, key=key, epochs=epochs, steps=steps,
         batch_size=b, subset=subset, remainder=remainder, diverged=_diverged,
-        checkpoint=after_epoch, progress="train" if progress is True else progress, checkpoints=checkpoints)
+        checkpoint=after_epoch, progress="train" if progress is True else progress, checkpoints=checkpoints,
+        batch_sharding=batch_sharding)
     per_epoch = loop.schedule(len(idx), b, epochs=epochs, steps=steps, remainder=remainder).steps_per_epoch
     losses = np.zeros(0, np.float32) if losses is None else losses    # None: every epoch restored
     history["loss"] = [chunk.mean() for chunk in np.split(losses, range(per_epoch, len(losses), per_epoch))
                        if len(chunk)]
     history["step_loss"] = losses
     return TrainResult(params, opt_state, {k: np.asarray(v) for k, v in history.items()})
+
+
+def _on_mesh(mesh, params, arrays: dict, w, batch_size: int):
+    """(params, arrays, weights, batch sharding) of a data-parallel run on `mesh` (see `train`)."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jdps import distributed as dist
+
+    shards, n = dist.data_size(mesh), len(w)
+    rows = NamedSharding(mesh, P(dist.DATA) if n % shards == 0 else P())
+    arrays = {k: jax.device_put(np.asarray(v), rows) for k, v in arrays.items()}
+    w = jax.device_put(np.asarray(w), rows)
+    batch = NamedSharding(mesh, P(dist.DATA)) if batch_size % shards == 0 else None
+    return dist.put_params(jax.tree.map(np.asarray, params), mesh), arrays, w, batch
 
 
 @partial(jax.jit, static_argnames=("task",))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 N, M, NQ, F, C = 64, 12, 8, 5, 3
+BATCH = 16          # every stage's batch size
 
 
 def problem():
@@ -31,7 +32,10 @@ def stages(mesh, workdir) -> dict:
     """Every stage's results as numpy arrays (the same on every process)."""
     import jax
 
+    import optax
+
     from jdps import bads, gtp, influence, quad
+    from jdps.train import train as train_loop
     from jdps.checkpoint import Checkpoints
     from jdps.gtp import pursuit
     from jdps.influence import ihvp
@@ -42,26 +46,29 @@ def stages(mesh, workdir) -> dict:
     out = {}
 
     ckpt = Checkpoints(Path(workdir) / "bads", max_to_keep=2)
-    state = bads.fit(task, params, train, meta, key=0, epochs=2, batch_size=16, meta_batch_size=6, mesh=mesh,
+    state = bads.fit(task, params, train, meta, key=0, epochs=2, batch_size=BATCH, meta_batch_size=6, mesh=mesh,
                      checkpoints=ckpt)
     out["bads/weights"] = bads.posterior_mean_weights(state)
-    resumed = bads.fit(task, params, train, meta, key=0, epochs=2, batch_size=16, meta_batch_size=6, mesh=mesh,
+    resumed = bads.fit(task, params, train, meta, key=0, epochs=2, batch_size=BATCH, meta_batch_size=6, mesh=mesh,
                        checkpoints=ckpt)               # every epoch saved: the state is restored, not recomputed
     out["bads/resumed_weights"] = bads.posterior_mean_weights(resumed)
     out["bads/theta"] = np.asarray(jax.tree.leaves(jax.tree.map(np.asarray, resumed.params))[0])
     ckpt.close()
 
+    trained = train_loop(task, params, train, key=0, epochs=2, batch_size=BATCH, optimizer=optax.adam(1e-2),
+                         mesh=mesh).params
+    out["train/params"] = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(trained)])
     later = jax.tree.map(lambda p: p * 0.9 + 0.01, params)
-    g = gtp.fit(task, [params, later], train, d=8, key=0, batch_size=16, mesh=mesh)
+    g = gtp.fit(task, [params, later], train, d=8, key=0, batch_size=BATCH, mesh=mesh)
     out["features/A"], out["features/b"] = np.asarray(g.features), np.asarray(g.target)
     r = pursuit.omp(np.asarray(g.features), np.asarray(g.target), 6, mesh=mesh)
     out["pursuit/indices"], out["pursuit/weights"] = r.indices, r.weights
 
-    fitted = influence.fit(task, params, train, ihvp=ihvp.ekfac(1e-3, key=0), batch_size=16, mesh=mesh)
-    out["influence/query_scores"] = influence.query_scores(fitted, query, train, batch_size=16)
-    out["influence/scores"] = influence.scores(fitted, query, train, batch_size=16)
+    fitted = influence.fit(task, params, train, ihvp=ihvp.ekfac(1e-3, key=0), batch_size=BATCH, mesh=mesh)
+    out["influence/query_scores"] = influence.query_scores(fitted, query, train, batch_size=BATCH)
+    out["influence/scores"] = influence.scores(fitted, query, train, batch_size=BATCH)
 
-    qs = quad.fit(task, params, train, query, key=0, n_clusters=4, kmeans_restarts=2, batch_size=16, mesh=mesh)
+    qs = quad.fit(task, params, train, query, key=0, n_clusters=4, kmeans_restarts=2, batch_size=BATCH, mesh=mesh)
     sel = quad.select(qs, key=1, budget=12)
     out["quad/labels"], out["quad/indices"] = np.asarray(qs.clusters.labels), np.asarray(sel.indices)
     out["quad/scores"] = np.nan_to_num(np.asarray(sel.scores, np.float64), nan=-9.0)

@@ -52,7 +52,7 @@ def _load(args, first: str, second: str):
     return s
 
 
-def _model(args, s, data, checkpoints=None):
+def _model(args, s, data, checkpoints=None, mesh=None):
     """(task, params): the transformer LM on text, else the classifier --model; its parameters read from
     --params, else trained briefly on `data` (resumable with `checkpoints`, a jdps.checkpoint.Checkpoints)."""
     from jdps.models.build import build_task
@@ -70,7 +70,7 @@ def _model(args, s, data, checkpoints=None):
 
     return task, train(task, params, _arrays(data, s.text), key=args.seed, **flags.length(args),
                        batch_size=min(args.batch_size, len(data)), optimizer=optax.adam(args.lr),
-                       checkpoints=checkpoints).params
+                       checkpoints=checkpoints, mesh=mesh).params
 
 
 def _arrays(data, text: bool) -> dict:
@@ -90,7 +90,7 @@ def _cmd_influence(args) -> int:
         from jdps import influence
         from jdps.influence.ihvp import by_name
 
-        task, params = _model(args, s, train)
+        task, params = _model(args, s, train, mesh=run.mesh())
         fitted = influence.fit(task, params, _arrays(train, text),
                                ihvp=by_name(args.ihvp, args.damping, key=jax.random.key(args.seed)),
                                param_filter=args.param_filter, batch_size=args.batch_size, mesh=run.mesh())
@@ -199,7 +199,7 @@ def _cmd_quad(args) -> int:
         from jdps import quad
         from jdps.influence.ihvp import by_name
 
-        task, params = _model(args, s, pool, training)
+        task, params = _model(args, s, pool, training, mesh=run.mesh())
         if embeddings is None:
             embeddings = _embeddings(args, pool, text)
         key = jax.random.key(args.seed)
