@@ -85,11 +85,14 @@ def _cmd_bads(args) -> int:
         done = _resumed(run, checkpoints, plan.epochs, args.quiet)
         start = time.perf_counter()
 
-        def progress(epoch: int, epochs: int, step: int, info) -> None:
+        def progress(epoch: int, epochs: int, step: int, info) -> None:   # a line an epoch: rate and ETA
             if not args.quiet:
+                spent = time.perf_counter() - start
+                rate = spent / max(epoch - done, 1)
                 print(f"epoch {epoch}/{epochs}  step {step}  loss {float(np.mean(info.loss)):.4f}  "
                       f"meta loss {float(np.mean(info.meta_loss)):.4f}  mean weight "
-                      f"{float(np.mean(info.batch_weight)):.4f}  ({time.perf_counter() - start:.1f} s)", flush=True)
+                      f"{float(np.mean(info.batch_weight)):.4f}  ({spent:.1f} s, {rate:.2f} s/epoch, "
+                      f"~{rate * (epochs - epoch):.0f} s left)", flush=True)
 
         state = bads.fit(task, params, train, meta, key=args.seed, **run_length, batch_size=args.batch_size,
                          meta_batch_size=args.meta_batch_size, config=config, progress=progress,
@@ -143,9 +146,18 @@ def _cmd_baseline(args) -> int:
                                      ("meta_batch_size", args.meta_batch_size)) if k in accepted}
         checkpoints = run.checkpoints()
         done = _resumed(run, checkpoints, epochs, args.quiet)
+        from jdps.progress import bar
+
+        # a bar over the final training's passes (meta_only passes over the meta set: as many steps, more passes)
+        passes = None if args.method == "cds" else epochs - done
+        if args.method == "meta_only":
+            passes = -(-(epochs - done) * per_epoch // loop.steps_per_epoch(len(meta), min(args.batch_size, len(meta)),
+                                                                            "pad"))
+        shown = bar(not args.quiet and f"{args.method}", total=passes, unit="epoch")
         result = run_baseline(args.method, task, params, train, meta, key=args.seed, epochs=epochs,
                               batch_size=args.batch_size, optimizer=optax.adam(args.lr), checkpoints=checkpoints,
-                              **options)
+                              on_epoch=lambda epoch, p: shown.update(1), **options)
+        shown.close()
         if not args.quiet:
             history = result.history
             for i, loss in enumerate(history["loss"]):
