@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,7 @@ def _cmd_features(args) -> int:
         from jdps import gtp
         from jdps.checkpoint import load_params
         from jdps.models.build import build_task
+        from jdps.outputs import write_npy
 
         task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
                                     hidden=flags.hidden(args))
@@ -47,17 +49,42 @@ def _cmd_features(args) -> int:
             state = gtp.fit(task, checkpoints, arrays(pool), d=args.d, key=args.seed, target_data=arrays(target),
                             out=tmp, checkpoint_weights=weights, shared_projection=args.shared_projection,
                             normalize=args.normalize, method=args.grad_form, param_filter=args.param_filter,
-                            batch_size=args.batch_size, resume=resume, mesh=run.mesh())
+                            batch_size=args.batch_size, resume=resume, mesh=run.mesh(),
+                            progress=not args.quiet and "features")
             columns, target_b = int(state.features.shape[1]), state.target
             del state                                      # closes the memmap of the temporary file
         run.sidecar("--out")
-        report = {"features": str(run.path("--out")), "target": str(run.write_npy("--target-out", target_b)),
+        ids = ids_path(run.path("--out"))               # row i of A is the pool example with id ids[i]
+        if run.writer:
+            write_npy(ids, np.asarray(pool.ids), run.provenance())
+        report = {"features": str(run.path("--out")), "ids": str(ids),
+                  "target": str(run.write_npy("--target-out", target_b)),
                   "examples": len(pool), "checkpoints": len(checkpoints), "columns": columns,
                   "target_kind": "target-domain" if target is not None else "in-domain"}
         if done:
             report["resumed_blocks"] = min(done, len(checkpoints))
         print(json.dumps(report))
     return 0
+
+
+def ids_path(features) -> Path:
+    """The ids sidecar of a features matrix: A.npy -> A.ids.npy (row i of A is the example with id ids[i])."""
+    p = Path(features)
+    return p.with_name(f"{p.name[:-4] if p.name.endswith('.npy') else p.name}.ids.npy")
+
+
+def _row_ids(features, rows: int) -> np.ndarray:
+    """The ids of A's rows from its sidecar (`jdps features` writes it), else the row numbers 0..N-1."""
+    from jdps.errors import InputError
+
+    path = ids_path(features)
+    if not path.is_file():
+        return np.arange(rows)
+    ids = np.load(path, allow_pickle=False)
+    if ids.shape != (rows,):
+        raise InputError(f"{path} holds {ids.shape} ids but --features {features} has {rows} rows; it belongs to "
+                         "another A.npy: delete it or write both again with `jdps features`")
+    return ids
 
 
 def _cmd_pursuit(args) -> int:
@@ -86,7 +113,8 @@ def _cmd_pursuit(args) -> int:
                                iterations=args.iterations, score=args.score,
                                block_rows=args.block_rows if streamed else None,
                                mesh=None if streamed else run.mesh())
-        path = run.write_npz("--out", indices=result.indices.astype(np.int64),
+        ids = _row_ids(args.features, len(a))
+        path = run.write_npz("--out", indices=result.indices.astype(np.int64), id=ids[result.indices],
                              weights=result.weights.astype(np.float32),
                              residual_norm=np.float64(result.residual_norm), stop_reason=np.str_(result.stop_reason),
                              iterations=np.int64(result.iterations))
@@ -115,9 +143,10 @@ def add_pursuit_parsers(subparsers) -> None:
     p.add_argument("--grad-form", choices=("vmap", "factored"), default="vmap", help="per-example gradient form")
     p.add_argument("--param-filter", help="glob of the parameters to take gradients of (default: all)")
     flags.batch_size(p, 256)
-    flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json)")
+    flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json, the pool's ids in A.ids.npy)")
     p.add_argument("--target-out", required=True, help="write b [T d] here (.npy; its provenance in b.npy.json)")
     flags.checkpoint_dir(p, "each checkpoint's block of A once computed")
+    flags.quiet(p)
     flags.distributed(p)
 
     p = flags.command(subparsers, "pursuit", "select examples whose trajectories match a target (GTP)",
@@ -134,5 +163,6 @@ def add_pursuit_parsers(subparsers) -> None:
     p.add_argument("--max-memory-mb", type=flags.nonneg_float, default=1024, help="stream A from disk when it is larger")
     p.add_argument("--block-rows", type=flags.positive_int, help="rows per block when streaming (default: "
                                                   "jdps.gtp.pursuit.rows.STREAM_ROWS)")
-    flags.out(p, "write indices, weights, residual_norm, stop_reason here (.npz)")
+    flags.out(p, "write indices, id (from A.ids.npy beside A.npy, else row numbers), weights, residual_norm, "
+                 "stop_reason here (.npz)")
     flags.distributed(p)
