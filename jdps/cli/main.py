@@ -108,7 +108,8 @@ def _cmd_train(args) -> int:
             print(f"resuming from epoch {done} of {plan.epochs} ({run.checkpoint_dir})")
         start = time.perf_counter()
         result = train_loop(task, params, train, key=args.seed, **run_length, batch_size=args.batch_size,
-                            optimizer=optax.adam(args.lr), eval_data=test, checkpoints=checkpoints, mesh=run.mesh())
+                            optimizer=optax.adam(args.lr), eval_data=test, checkpoints=checkpoints, mesh=run.mesh(),
+                            progress=not args.quiet)
         seconds = time.perf_counter() - start
         losses, acc = result.history["loss"], result.history.get("eval_accuracy")
         report = {"dataset": args.train or args.dataset, "model": args.model, "examples": len(train),
