@@ -70,7 +70,8 @@ def _model(args, s, data, checkpoints=None, mesh=None):
 
     return task, train(task, params, _arrays(data, s.text), key=args.seed, **flags.length(args),
                        batch_size=min(args.batch_size, len(data)), optimizer=optax.adam(args.lr),
-                       checkpoints=checkpoints, mesh=mesh).params
+                       checkpoints=checkpoints, mesh=mesh,
+                       progress=not args.quiet and "brief training").params
 
 
 def _arrays(data, text: bool) -> dict:
@@ -93,7 +94,8 @@ def _cmd_influence(args) -> int:
         task, params = _model(args, s, train, mesh=run.mesh())
         fitted = influence.fit(task, params, _arrays(train, text),
                                ihvp=by_name(args.ihvp, args.damping, key=jax.random.key(args.seed)),
-                               param_filter=args.param_filter, batch_size=args.batch_size, mesh=run.mesh())
+                               param_filter=args.param_filter, batch_size=args.batch_size, mesh=run.mesh(),
+                               progress=not args.quiet)
         options = {"normalize": args.normalize, "batch_size": args.batch_size}
         scores = influence.scores(fitted, _arrays(query, text), _arrays(train, text), **options)
         mean = influence.query_scores(fitted, _arrays(query, text), _arrays(train, text), **options)
@@ -267,6 +269,7 @@ def add_influence_parsers(subparsers) -> None:
                    help="trak: the ensemble from this many theta samples of one SGLD chain (0: off)")
     p.add_argument("--proj-dim", type=flags.positive_int, default=1024, help="trak: projected features per layer")
     flags.out(p, "write scores [n_query, n_train], mean_scores [n_train] here (.npz)")
+    flags.quiet(p)
     flags.distributed(p)
 
     p = flags.command(subparsers, "quad", "select pool examples by influence and clusters (Quad)", _cmd_quad)
@@ -293,4 +296,5 @@ def add_influence_parsers(subparsers) -> None:
     p.add_argument("--projection-dim", type=flags.positive_int, default=8192, help="--score projected: the dimension")
     flags.out(p, "write indices, scores and diagnostics here (.npz)")
     flags.checkpoint_dir(p, "the bandit's state after every round, and the brief training's after every epoch")
+    flags.quiet(p)
     flags.distributed(p)
