@@ -268,6 +268,7 @@ def run_cell(dataset, model, setup, cells, checkpoint_dir, methods=METHODS):
     add("grad_dot", grad_dot)
 
     largest = max(setup.trak_models)
+    model_steps = setup.epochs * spe               # each independently trained model of TRAK
     if "trak" in methods and not all(cells.done(dataset=dataset, model=model, method=f"trak-{m}")
                                      for m in setup.trak_models):
         full = np.tile(np.arange(n, dtype=np.int32), (largest, 1))
@@ -286,10 +287,10 @@ def run_cell(dataset, model, setup, cells, checkpoint_dir, methods=METHODS):
                 tau = (total / m) * (weight / m)[None]
                 seconds = score_s + train_s * m / largest
                 add(f"trak-{m}", lambda tau=tau, seconds=seconds, m=m: lds_record(
-                    tau, subsets, outputs, seconds, m * full_steps, train_seconds=train_s * m / largest))
+                    tau, subsets, outputs, seconds, m * model_steps, train_seconds=train_s * m / largest))
 
     def sgld():
-        chain_epochs = max(1, (largest * full_steps) // (10 * spe) - full_steps // spe)
+        chain_epochs = max(1, (largest * model_steps // 10 - full_steps) // spe)
         samples = min(setup.sgld_samples, chain_epochs)
         thin = chain_epochs // samples
         with Timer() as t:

@@ -27,6 +27,9 @@ class Score(NamedTuple):
     per_query: np.ndarray
     defined: int
 
+    def __float__(self) -> float:
+        return self.mean
+
     def as_dict(self) -> dict:
         return {"mean": self.mean, "se": self.se, "defined": self.defined, "queries": len(self.per_query)}
 

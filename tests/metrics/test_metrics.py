@@ -114,9 +114,10 @@ def test_train_many_is_the_training_loop_per_model_and_resumes(tmp_path):
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
             np.testing.assert_allclose(a, b, atol=1e-5)
     ckpt = Checkpoints(tmp_path / "c")
-    metrics.train_many(task, inits, train_set, subsets, key=7, epochs=2, batch_size=10, optimizer=opt, checkpoints=ckpt)
+    metrics.train_many(task, inits, train_set, subsets, key=7, epochs=2, batch_size=10, optimizer=opt,
+                       models_per_batch=2, checkpoints=ckpt)
     resumed = metrics.train_many(task, inits, train_set, subsets, key=7, epochs=3, batch_size=10, optimizer=opt,
-                                 checkpoints=ckpt)
+                                 models_per_batch=2, checkpoints=ckpt)
     assert ckpt.steps()[-1] == 3
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(stacked)):
         np.testing.assert_allclose(a, b, atol=1e-6)
