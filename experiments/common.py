@@ -323,6 +323,23 @@ def run_seeds(seeds, run_one, save=None) -> list[dict]:
     return records
 
 
+def paired(records, a: str, b: str, value) -> list[float] | None:
+    """value(a's record) - value(b's record) seed by seed (records of one setting each: the seeds both
+    methods have, in order), or None when they share no seed."""
+    get = lambda m: {r["seed"]: value(r) for r in records if r["method"] == m}
+    va, vb = get(a), get(b)
+    seeds = sorted(set(va) & set(vb))
+    return [va[s] - vb[s] for s in seeds] if seeds else None
+
+
+def beyond_spread(diffs, lower: bool) -> str:
+    """'yes' when every paired difference has the wanted sign (negative if `lower`, else positive) and
+    |mean| exceeds their sample standard deviation (ddof 1): the issue's "beyond the seed spread"."""
+    d = np.asarray(diffs, np.float64)
+    same = np.all(d < 0) if lower else np.all(d > 0)
+    return "yes" if same and len(d) > 1 and abs(d.mean()) > d.std(ddof=1) else "no"
+
+
 def mean_std(values, scale: float = 100.0, digits: int = 1) -> str:
     """'mean ± std' of scale * values (population std); one value alone; '-' for none."""
     if len(values) == 0:

@@ -50,11 +50,13 @@ from experiments.common import (
     Cells,
     adam,
     add_checkpoint_dir,
+    beyond_spread,
     experiment_run,
     fit_selector,
     markdown_table,
     mean_std,
     mlp,
+    paired,
     plot_by_fraction,
     run_seeds,
     timed,
@@ -63,12 +65,22 @@ from experiments.common import (
     write_report,
 )
 from jdps.data.catalogue import load
-from jdps.train import evaluate
+from jdps.train import evaluate, train
 
-# method: (selector of jdps.selectors, its select options, train with weight 1 instead of the selection's)
-SELECTORS = {"gtp-omp": ("gtp", {"solver": "omp"}, False), "gtp-omp-unit": ("gtp", {"solver": "omp"}, True),
-             "gtp-cosamp": ("gtp", {"solver": "cosamp"}, False), "gradmatch": ("gtp", {"solver": "gradmatch"}, False),
-             "topk": ("gtp", {"solver": "topk"}, False), "random": ("random", {}, False)}
+# method: (selector of jdps.selectors, its select options, how the selection's weights train: "loss" (in the
+# loss), "unit" (weight 1), "sample" (rows drawn with probability w / sum w)); groups "class": the pool's labels
+SELECTORS = {"gtp-omp": ("gtp", {"solver": "omp"}, "loss"), "gtp-omp-unit": ("gtp", {"solver": "omp"}, "unit"),
+             "gtp-omp-sample": ("gtp", {"solver": "omp"}, "sample"),
+             "gtp-omp-balanced": ("gtp", {"solver": "omp", "groups": "class"}, "loss"),
+             "gtp-omp-balanced-unit": ("gtp", {"solver": "omp", "groups": "class"}, "unit"),
+             "gtp-cosamp": ("gtp", {"solver": "cosamp"}, "loss"),
+             "gtp-cosamp-balanced": ("gtp", {"solver": "cosamp", "groups": "class"}, "loss"),
+             "gradmatch": ("gtp", {"solver": "gradmatch"}, "loss"),
+             "gradmatch-balanced": ("gtp", {"solver": "gradmatch", "groups": "class"}, "loss"),
+             "topk": ("gtp", {"solver": "topk"}, "unit"), "random": ("random", {}, "unit"),
+             "gtp-omp-norm": ("gtp-norm", {"solver": "omp"}, "loss"),
+             "gtp-omp-norm-fill": ("gtp-norm", {"solver": "omp", "fill": "pursuit"}, "loss"),
+             "gtp-cosamp-norm": ("gtp-norm", {"solver": "cosamp"}, "loss")}
 METHODS = tuple(SELECTORS)
 LR = 1e-3                 # Adam's step, warm-up and subset training
 WARMUP_BATCH_SIZE = 128
@@ -112,6 +124,23 @@ def make_pool(setup: Setup, seed: int, dup: bool, train=None):
     return x, y, group
 
 
+def train_weighted(task, init, data, indices, weights, how: str, *, seed: int, steps: int, batch_size: int):
+    """`train_subset` on the selection for about `steps` steps, its weights used `how`: 'loss' (each batch's
+    loss self-normalised by them), 'unit' (weight 1) or 'sample' (epochs * k rows drawn with replacement,
+    probability w_i / sum w, numpy default_rng(seed), then weight 1: the weights as sampling probabilities)."""
+    if how not in ("loss", "unit", "sample"):
+        raise ValueError(f"how must be 'loss', 'unit' or 'sample', got {how!r}")
+    if how == "sample":
+        w = np.asarray(weights, np.float64)
+        k = len(indices)
+        epochs = max(1, round(steps / max(1, k // batch_size)))
+        rows = np.random.default_rng(seed).choice(np.asarray(indices), size=epochs * k, p=w / w.sum())
+        return train(task, init, data, key=seed, epochs=1, batch_size=batch_size, optimizer=adam(LR),
+                     indices=np.sort(rows)).params
+    return train_subset(task, init, data, indices, None if how == "unit" else weights, seed=seed, steps=steps,
+                        batch_size=batch_size, optimizer=adam(LR))
+
+
 def duplicates(indices, group) -> tuple[int, int]:
     """(selected examples that are planted copies, redundant picks: sum over groups of max(0, picks - 1))."""
     g = np.asarray(group)[np.asarray(indices, np.int64)]
@@ -135,18 +164,21 @@ def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train
             task, params = mlp(setup.hidden, seed)
             checkpoints, warmup_s = timed(warmup_checkpoints, task, params, data, epochs=setup.warmup_epochs,
                                           seed=seed, batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
-            fitted["gtp"] = fit_selector("gtp", task, checkpoints, data, key=seed,
-                                         fit_options={"d": setup.d, "grad_form": "factored"})
+            for name, normalize in (("gtp", False), ("gtp-norm", True)):
+                if any(SELECTORS[m][0] == name for m in methods):
+                    fitted[name] = fit_selector("gtp", task, checkpoints, data, key=seed,
+                                                fit_options={"d": setup.d, "grad_form": "factored",
+                                                             "normalize": normalize})
             fitted["random"] = fit_selector("random", None, None, data, key=seed)
-            log(f"[{pool} seed {seed}] features {fitted['gtp'].state.features.shape} in "
-                f"{warmup_s + fitted['gtp'].fit_s:.0f}s")
+            log(f"[{pool} seed {seed}] warm-up and features in "
+                f"{warmup_s + sum(f.fit_s for n, f in fitted.items() if n.startswith('gtp')):.0f}s")
             _, init = mlp(setup.hidden, seed + 1000)
             held_out = load("fashion_mnist", "test") if test is None else test
             held_out = {"x": np.asarray(held_out.x), "y": np.asarray(held_out.y)}
 
-            def accuracy(indices, weights):
-                params = train_subset(task, init, data, indices, weights, seed=seed, steps=setup.steps,
-                                      batch_size=setup.batch_size, optimizer=adam(LR))
+            def accuracy(indices, weights, how="loss"):
+                params = train_weighted(task, init, data, indices, weights, how, seed=seed, steps=setup.steps,
+                                        batch_size=setup.batch_size)
                 return evaluate(task, params, held_out)["accuracy"]
             fitted["accuracy"] = accuracy
         return fitted
@@ -161,15 +193,17 @@ def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train
     for fraction in fractions:
         k = int(np.ceil(fraction * len(x)))
         for method in methods:
-            if method == "gtp-cosamp" and k > setup.cosamp_max_k:
+            if method.startswith("gtp-cosamp") and k > setup.cosamp_max_k:
                 continue
 
             def cell(method=method, k=k, fraction=fraction):
-                name, options, unit = SELECTORS[method]
+                name, options, how = SELECTORS[method]
+                options = {**options, "groups": y} if options.get("groups") == "class" else options
                 sel = prepared()[name].select(budget=k, key=seed, **options)
                 n_copies, redundant = duplicates(sel.indices, group)
                 return {"pool": pool, "seed": seed, "method": method, "fraction": fraction, "k": k,
-                        "count": len(sel), "accuracy": prepared()["accuracy"](sel.indices, None if unit else sel.weights),
+                        "count": len(sel), "accuracy": prepared()["accuracy"](sel.indices, sel.weights, how),
+                        "classes": np.bincount(y[sel.indices], minlength=10).tolist(),
                         "copies": n_copies, "redundant": redundant, "seconds": sel.info["select_s"],
                         "stop_reason": sel.info.get("stop_reason", "-"),
                         "relative_residual": sel.info.get("relative_residual")}
@@ -207,11 +241,26 @@ def table(records, setup: Setup, command: str) -> str:
         lines += [markdown_table(header, rows), ""]
         stops = {}
         for r in rs:
-            if r["method"] in ("gtp-omp", "gtp-cosamp", "gradmatch"):
+            if r["method"].startswith(("gtp-omp", "gtp-cosamp", "gradmatch")) and "unit" not in r["method"] \
+                    and "sample" not in r["method"]:
                 stops.setdefault((r["method"], r["fraction"]), []).append(
                     f"{r['count']}/{r['k']} {r['stop_reason']}, |r|/|b| {r['relative_residual']:.3f}")
         lines += ["Atoms supported / budget and stop reason (first seed): " + "; ".join(
             f"{m} {100 * f:g}%: {v[0]}" for (m, f), v in stops.items()) + ".", ""]
+        pairs = []
+        for f in fractions:
+            at = [r for r in rs if r["fraction"] == f]
+            for m in methods:
+                d = paired(at, m, "random", lambda r: 100 * r["accuracy"]) if m != "random" else None
+                if d is not None:
+                    pairs.append([m, f"{100 * f:g}%", " ".join(f"{x:+.1f}" for x in d),
+                                  f"{np.mean(d):+.1f} ± {np.std(d, ddof=1):.1f}",
+                                  "yes" if np.mean(d) >= 0 else "no", beyond_spread(d, lower=False)])
+        lines += [("Paired differences of the test accuracy (points), method minus random, seed by seed; 'beyond "
+                   "the spread': the same sign on every seed and |mean| above the sample standard deviation of "
+                   "the differences:"), "",
+                  markdown_table(["method", "fraction", "per seed", "mean ± std", "at or above random",
+                                  "above random beyond the spread"], pairs), ""]
         if pool == "dup":
             lines += [("Planted copies among the selected (mean over seeds): copies / redundant (a second or "
                       "later pick from the same group of near-duplicates)."), ""]

@@ -34,6 +34,7 @@ cell (seed, protocol, method, fraction) is kept in DIR and a re-run of the comma
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,11 +46,13 @@ from experiments.common import (
     Cells,
     adam,
     add_checkpoint_dir,
+    beyond_spread,
     experiment_run,
     fit_selector,
     lm_task,
     markdown_table,
     mean_std,
+    paired,
     plot_by_fraction,
     run_seeds,
     target_split,
@@ -213,6 +216,25 @@ def table(records, setup: Setup, command: str) -> str:
                   "seeds:"), "", markdown_table(header, rows(protocol, "loss", 1, 3)), ""]
     lines += ["Share (%) of the selected windows drawn from the target domain:", "",
               markdown_table(header, rows("scratch", "target_share", 100, 1)), ""]
+    pairs = []
+    for protocol in ("scratch", "finetune"):
+        mine = [r for r in records if r.get("protocol", "scratch") == protocol]
+        full = [r["loss"] for r in mine if r["method"] == "full"]
+        for f in fractions:
+            at = [r for r in mine if r["fraction"] == f]
+            for m in methods:
+                d = paired(at, m, "random", lambda r: r["loss"]) if m != "random" else None
+                if d is not None:
+                    gap = np.mean([r["loss"] for r in at if r["method"] == m]) - np.mean(full)
+                    pairs.append([protocol, f"{100 * f:g}%", m, " ".join(f"{x:+.3f}" for x in d),
+                                  f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f}", beyond_spread(d, lower=True),
+                                  f"{gap:+.3f}"])
+    lines += [("Paired differences of the target test loss, method minus random, seed by seed (negative: "
+               "better than random); 'beyond the spread': the same sign on every seed and |mean| above the "
+               "sample standard deviation of the differences; the last column is the method's mean loss minus "
+               "the full pool's under the same protocol:"), "",
+              markdown_table(["protocol", "fraction", "method", "per seed", "mean ± std", "below random beyond the spread",
+                              "minus full pool"], pairs), ""]
     return "\n".join(lines)
 
 
@@ -229,9 +251,19 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.005, 0.01, 0.05])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--report-from", type=Path, default=None,
+                        help="write the report (.md, .png at --out) from this earlier run's .json, running nothing")
     add_checkpoint_dir(parser, "seed, protocol, method, fraction")
     args = parser.parse_args(argv)
     setup = FULL
+    if args.report_from is not None:
+        records = json.loads(args.report_from.read_text())["records"]
+        with experiment_run("experiments.gtp_text", argv, args.out, setup=setup, seeds=args.seeds,
+                            datasets=["kjv", "brown", "spam_assassin"]) as ex:
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
+        return 0
     with experiment_run("experiments.gtp_text", argv, args.out, setup=setup, seeds=args.seeds,
                         datasets=["kjv", "brown", "spam_assassin"], checkpoint_dir=args.checkpoint_dir) as ex:
         def save(records):

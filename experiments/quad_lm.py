@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -96,7 +97,9 @@ from experiments.common import (
     fit_selector,
     lm_task,
     markdown_table,
+    beyond_spread,
     mean_std,
+    paired,
     pyplot,
     run_seeds,
     save_figure,
@@ -110,11 +113,17 @@ from jdps.data.text import OFFSET, decode, windows
 from jdps.errors import InputError
 from jdps.losses import PAD_ID
 from jdps.models.minilm import MiniLM
-from jdps.selection import readout
+from jdps.selection import Selection, readout
 from jdps.train import per_example_losses
 
-METHODS = ("random", "perplexity", "tracin", "influence", "quad", "quad-explore", "gtp")
+METHODS = ("random", "perplexity", "tracin", "influence", "quad", "quad-paper", "quad-explore", "quad-random-arms",
+           "quad-diversity", "quad-no-share", "quad-topk-in-clusters", "gtp", "gtp-fill")
 EXPLORE_ALPHA = 0.01   # quad-explore's UCB constant: about the spread of the cosine rewards here
+# Quad's rows: the select options of each (the library defaults for `quad`); quad-topk-in-clusters is built
+# from quad's selection and the influence scores instead
+QUAD_ROWS = {"quad": {}, "quad-paper": {"reward": "absolute"},
+             "quad-explore": {"reward": "absolute", "alpha": EXPLORE_ALPHA},
+             "quad-random-arms": {"arms": "random"}, "quad-diversity": {"score": "none"}, "quad-no-share": {"radius": 0.0}}
 KINDS = ("clean", "header", "duplicate", "shuffled")
 WARMUP_BATCH_SIZE = 32
 OUT = RESULTS / "quad_lm"
@@ -183,6 +192,26 @@ def split_documents(n_docs: int, target: bool, rng: np.random.Generator) -> tupl
     n_val = max(4, math.ceil(0.05 * n_docs))
     n_ref = max(3, math.ceil(0.03 * n_docs)) if target else 0
     return order[:n_val], order[n_val:n_val + n_ref], order[n_val + n_ref:]
+
+
+def topk_in_clusters(scores, labels, reference_selection) -> Selection:
+    """The ablation 'top-k influence within clusters': as many windows from each cluster as
+    `reference_selection` (Quad's) holds there, the ones of highest score [N] in that cluster (ties to the
+    lowest index), weight 1 each."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    counts = np.bincount(labels[np.asarray(reference_selection, np.int64)], minlength=labels.max() + 1)
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rank[members] = np.arange(len(members))
+    picked = order[rank[order] < counts[labels[order]]]
+    return Selection(picked, np.ones(len(picked)), scores, {"method": "topk-in-clusters"})
+
+
+def other_loss(record, setup) -> float:
+    """The mean validation loss over the domains outside the reference mix."""
+    return float(np.mean([record["loss"][d] for d in setup.domains if d not in setup.target]))
 
 
 def coverage(labels, indices) -> int:
@@ -274,7 +303,7 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
     clusters = fitted["quad"].state.clusters
     log(f"[seed {seed}] MiniLM {times['minilm']:.0f}s, quad.fit {times['quad_fit']:.0f}s, "
         f"K = {len(clusters.centroids)}")
-    if "influence" in methods:
+    if "influence" in methods or "quad-topk-in-clusters" in methods:
         fitted["influence"] = fit_selector("influence", task, proxy, pool, ref, key=k_fisher,
                                            fit_options={"curvature_on": "reference", "normalize": True})
         times["influence"] = fitted["influence"].fit_s
@@ -282,7 +311,7 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
         fitted["tracin"] = fit_selector("tracin", task, checkpoints, pool, ref, key=None,
                                         fit_options={"learning_rates": (setup.lr,) * len(checkpoints)})
         times["tracin"] = fitted["tracin"].fit_s
-    if "gtp" in methods:
+    if "gtp" in methods or "gtp-fill" in methods:
         fitted["gtp"] = fit_selector("gtp", task, checkpoints, pool, ref, key=seed,
                                      fit_options={"d": setup.gtp_d, "grad_form": "factored"})
         times["gtp_fit"] = fitted["gtp"].fit_s
@@ -295,29 +324,37 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
                    "clean domains": {d: float(s[(kind == 0) & (dom == g)].mean()) for g, d in enumerate(setup.domains)}}
     log(f"[seed {seed}] scores: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
 
-    out = {}
+    out, quad_selection = {}, {}
     for f in fractions:
         k = math.ceil(f * n)
         for m in methods:
             if m == "perplexity":
                 sel, seconds = timed(readout, perplexity, budget=k)
                 info = {"fraction_scored": 1.0, "select_s": seconds}
-            elif m in ("quad", "quad-explore"):
-                sel = fitted["quad"].select(key=k_select, fraction=f, alpha=EXPLORE_ALPHA if m == "quad-explore" else None)
+            elif m in QUAD_ROWS:
+                sel = fitted["quad"].select(key=k_select, fraction=f, **QUAD_ROWS[m])
                 info = {key_: sel.info[key_] for key_ in ("fraction_scored", "clusters_pulled", "rounds", "stop_reason",
                                                           "settings", "select_s")}
+                quad_selection[f] = sel.indices
+            elif m == "quad-topk-in-clusters":
+                if f not in quad_selection:
+                    quad_selection[f] = fitted["quad"].select(key=k_select, fraction=f).indices
+                sel = topk_in_clusters(fitted["influence"].state.scores, clusters.labels, quad_selection[f])
+                info = {"fraction_scored": 1.0, "select_s": 0.0}
             else:
-                sel = fitted[m].select(budget=k, key=seed, **({"solver": "omp"} if m == "gtp" else {}))
+                options = {"gtp": {"solver": "omp"}, "gtp-fill": {"solver": "omp", "fill": "pursuit"}}.get(m, {})
+                sel = fitted[m.split("-")[0]].select(budget=k, key=seed, **options)
                 info = {"fraction_scored": 0.0 if m == "random" else 1.0, "select_s": sel.info["select_s"]}
-                if m == "gtp":
-                    info.update(stop_reason=sel.info["stop_reason"],
+                if m.startswith("gtp"):
+                    info.update(stop_reason=sel.info["stop_reason"], pursuit_count=sel.info["pursuit_count"],
                                 relative_residual=float(sel.info["relative_residual"]))
             out[(m, f)] = (sel.indices, sel.weights, info)
     return out, {"times": times, "n_clusters": len(clusters.centroids), "labels": clusters.labels,
                  "influence_cosine_means": summary}
 
 
-def run(seed: int, fractions, methods, setup: Setup, log=print, cells: Cells | None = None) -> list[dict]:
+def run(seed: int, fractions, methods, setup: Setup, log=print, cells: Cells | None = None,
+        with_full: bool = True) -> list[dict]:
     """One record per method and fraction (and `full`) for one seed. With `cells` (the --checkpoint-dir)
     each finished record is kept, and a re-run computes only the missing ones (the data and the
     selections only when one is missing)."""
@@ -358,7 +395,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, cells: Cells | N
             f"low-quality {kinds[1:].tolist()}  ({rec['train_s']:.0f}s)")
         return rec
 
-    jobs = [("full", 1.0)] + [(m, f) for f in fractions for m in methods]
+    jobs = [("full", 1.0)] * with_full + [(m, f) for f in fractions for m in methods]
     records = [cells.run(lambda m=m, f=f: cell(m, f), seed=seed, method=m, fraction=f) for m, f in jobs]
     facts = cells.get(seed=seed, what="facts", methods=list(methods), fractions=list(fractions))
     if facts is None:
@@ -389,11 +426,21 @@ def table(records, setup: Setup, command: str) -> str:
                      mean_std([r["loss"]["reference mix"] for r in rs], 1, 3),
                      mean_std([r["fraction_scored"] for r in rs], 100, 1),
                      mean_std([r["clusters_covered"] for r in rs], 1, 1),
+                     mean_std([other_loss(r, setup) for r in rs], 1, 3),
                      mean_std([r["target_share"] for r in rs], 100, 1)]
-                    + [mean_std([r["kinds"][kd] for r in rs], 1, 1) for kd in KINDS[1:]])
+                    + [mean_std([r["kinds"][kd] for r in rs], 1, 1) for kd in KINDS[1:]]
+                    + [mean_std([sum(r["kinds"][kd] for kd in KINDS[1:]) for r in rs], 1, 1)])
     header = ["method", "fraction", "windows", "reference-mix loss", "% of pool scored",
-              f"clusters covered (of {records[0]['n_clusters']})", "% clean target-domain",
-              "header", "duplicate", "shuffled"]
+              f"clusters covered (of {records[0]['n_clusters']})", "other-domain loss", "% clean target-domain",
+              "header", "duplicate", "shuffled", "low quality"]
+    pairs = []
+    for f in fractions:
+        for a in [m for m in methods if m.startswith("quad")]:
+            for b in ("random", "influence"):
+                d = paired([r for r in records if r["fraction"] == f], a, b, lambda r: r["loss"]["reference mix"])
+                if d is not None:
+                    pairs.append([a, b, f"{100 * f:g}%", " ".join(f"{x:+.3f}" for x in d),
+                                  f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f}", beyond_spread(d, lower=True)])
     doms = list(setup.domains)
     per_domain = [[m, "100%" if m == "full" else f"{100 * f:g}%"]
                   + [mean_std([r["loss"][d] for r in rows_of(m, f)], 1, 3) for d in doms] for m, f in order]
@@ -412,6 +459,10 @@ def table(records, setup: Setup, command: str) -> str:
          f"{setup.n_header} header, {setup.dup_sources * setup.dup_copies} duplicate and {setup.n_shuffled} "
          "shuffled windows):"), "",
         markdown_table(header, main), "",
+        ("Paired differences of the reference-mix loss (method a minus method b, seed by seed; negative: a "
+         "is better); 'beyond the spread': the same sign on every seed and |mean| above one standard "
+         "deviation (ddof 1) of the differences:"), "",
+        markdown_table(["a", "b", "fraction", "per seed", "mean ± std", "a lower beyond the spread"], pairs), "",
         "Validation loss (nats per byte) per domain, mean ± std over seeds:", "",
         markdown_table(["method", "fraction"] + doms, per_domain), "",
         ("Seconds (mean ± std over seeds; 2 shared CPU cores) of the proxy warm-up, the MiniLM embeddings, "
@@ -449,8 +500,15 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--demo", action="store_true", help="a small pool and budget (a quick check)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="a earlier run's .json: its records of the methods (and the full pool) not run now join "
+                             "the report (the same seeds, pools and training)")
     add_checkpoint_dir(parser, "seed, method, fraction")
     args = parser.parse_args(argv)
+    kept = []
+    if args.merge is not None:
+        kept = [r for r in json.loads(args.merge.read_text())["records"]
+                if r["method"] not in args.methods and r["seed"] in args.seeds]
     setup = DEMO if args.demo else FULL
     with experiment_run("experiments.quad_lm", argv, args.out, setup=setup, seeds=args.seeds,
                         datasets=["kjv", "brown", "spam_assassin", "minilm"], checkpoint_dir=args.checkpoint_dir) as ex:
@@ -459,8 +517,8 @@ def main(argv=None) -> int:
                          ex.provenance)
             figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
-        records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup, cells=ex.cells),
-                            save)
+        records = run_seeds(args.seeds, lambda seed: [r for r in kept if r["seed"] == seed] + run(
+            seed, args.fractions, args.methods, setup, cells=ex.cells, with_full=not kept), save)
     print(table(records, setup, ex.command) if records else "")
     return 0
 

@@ -136,7 +136,7 @@ def select(state: GTPState, *, budget: int | None = None, fraction: float | None
         stop, extra = result.stop_reason, {"iterations": result.iterations}
     else:
         chosen, weights, stops = _balanced(state, k, method, groups, solver_options)
-        stop = "budget" if len(chosen) == k else sorted(set(stops.values()) - {"budget"})[0]
+        stop = "budget" if len(chosen) == k else min(set(stops.values()) - {"budget"}, default="budget")
         extra = {"group_stop_reasons": stops}
     passes = [len(chosen)]
     if fill == "pursuit":

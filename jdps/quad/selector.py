@@ -12,14 +12,22 @@ k-means of the pool's embeddings (MiniLM's, or any features [N, F]; the flattene
 
 `select`: each cluster is an arm of the UCB bandit of `jdps.quad.bandit`, its documents in a random order
 from `key`. Each round pulls the `clusters_per_round` arms of highest UCB among those with documents
-left; a pull takes the cluster's next block of `block_size` documents, scores the first
-`samples_per_pull` of them (a uniform sample of the block) and earns the reward
-r = mean(sample scores) - tau, shared with the neighbouring clusters. Before the first pull every UCB is
-0 and the order is random (the released code starts from clusters 0, 1, ...). What a pull accepts:
+left; a pull takes the cluster's next block of documents, scores the first ones of it (a uniform sample
+of the block), and compares the margin r = mean(sample scores) - tau with 0. The bandit's reward of the
+pull (shared with the neighbouring clusters) is
+
+    reward='standardised'  z = (mean(sample scores) - m) / s, m and s the running mean and standard
+                           deviation of every score computed so far (this round's included)   [ours; default]
+    reward='absolute'      r itself (the released code's)
+
+Before the first pull every UCB is 0 and the order is random (the released code starts from clusters 0, 1,
+...); an arm never pulled keeps mean reward 0, which for standardised rewards is the running mean. arms='random'
+pulls available clusters uniformly instead of by UCB (the no-bandit ablation). What a pull accepts:
 
     acceptance='block'      r > 0: the whole block, scored or not (the paper's rule)
     acceptance='instance'   each scored document whose own score exceeds tau      [reconstructed]
     acceptance='top_share'  r > 0: the best ceil(share m) of its m scored documents  [reconstructed]
+    acceptance='hybrid'     r > 0: the whole block; else its scored documents whose own score exceeds tau [ours]
 
 Either way the block is used up, as in the released code, and the cluster's next pull takes its next block.
 The score of a document is its influence on the reference set, against the one vector v:
@@ -28,6 +36,7 @@ The score of a document is its influence on the reference set, against the one v
     score='dot'        g . v, the influence itself (tau and alpha are then in its units)
     score='projected'  the cosine of P^T g and P^T v, P [p, projection_dim] random, one P for both (the
                        released code's form, which averages cosines over the reference rows instead)
+    score='none'       nothing scored, every block accepted, every reward 0: diversity alone (an ablation)
 
 Every round scores one fixed-shape batch [clusters_per_round * samples_per_pull] with one compiled
 function. Quad stops once the budget is filled (the last block cut to fit), after `max_rounds` rounds, or
@@ -36,17 +45,30 @@ block: scored ones by decreasing score, then the rest), weight 1 each; `scores` 
 computed, NaN where it scored nothing; `info` holds the fraction of the pool scored, the clusters pulled
 and covered (at least one document selected), the rounds, why it stopped, the settings and a per-round log.
 
-Defaults. The paper's values (the released code) are absolute: K = 10,000 clusters, alpha = 1e-4, 50
-clusters a round, 10 samples a pull, blocks of 20,000 documents, tau = 0.002 (in cosine units), a neighbour
-radius of 0.2 (cosine distance between centroids), at most 200 rounds. K and the block exceed a pool of
-our size, so for a pool of N documents and a budget of k they scale [ours]:
+The paper's values (the released code; reward='absolute') are absolute: K = 10,000 clusters, alpha =
+1e-4, 50 clusters a round, 10 samples a pull, blocks of 20,000 documents, tau = 0.002 (in cosine units), a
+neighbour radius of 0.2 (cosine distance between centroids), at most 200 rounds, block acceptance. K and
+the block exceed a pool of our size, so for a pool of N documents and a budget of k they scale [ours]:
 
     n_clusters         = min(10,000, N, max(1, round(sqrt N)))
     clusters_per_round = max(1, round(K / 200))            the paper's 50 of 10,000
     block_size         = ceil(N / (4 K))                   a quarter of the mean cluster
     max_rounds         = max(200, ceil(4 k / (clusters_per_round block_size)))   room for a pull in four to accept
 
-samples_per_pull, alpha, tau and the radius keep the paper's values.
+Defaults [ours] (reward='standardised'; experiments/results/quad_lm.md and quad_screen.md measure why).
+With absolute rewards the bonus alpha sqrt(2 ln n / (n_c + 1)) is in the score's units: alpha = 1e-4
+against cosine rewards of a few 1e-2 makes the bandit exploit one cluster at a time, and any fixed alpha
+is right for one score scale only. Standardised rewards put the means in units of the scores' spread,
+so alpha = 1 is the usual UCB constant for unit-scale rewards at any pool size and score scale (the
+selection is invariant to scaling the scores). Blocks are a share of their cluster, not a count: a pull
+of cluster c takes ceil(k |c| / (2 N)) documents (the budget fills after about two accepted pulls a
+cluster) and scores half of them (at least one), so a bandit that spreads its pulls draws clusters in
+proportion to their size, and a tiny cluster (k-means isolates planted duplicates) is not over-drawn.
+A block whose sample margin is not positive still gives its own documents above tau ('hybrid'), which
+lets a mediocre cluster contribute its good documents. clusters_per_round, tau (0.002 in cosine units:
+acceptance means a positive influence) and the radius keep the paper's values; max_rounds =
+max(200, ceil(8 K / clusters_per_round)). A fixed block_size or samples_per_pull, when given, replaces
+the shares.
 """
 
 from __future__ import annotations
@@ -75,11 +97,11 @@ from jdps.selectors import Selector
 from jdps.validate import as_key, budget_from, positive_int
 
 SCORES = ("cosine", "dot", "projected", "none")
-ACCEPTANCE = ("block", "instance", "top_share")
+ACCEPTANCE = ("block", "instance", "top_share", "hybrid")
 REWARDS = ("standardised", "absolute")
 ARMS = ("ucb", "random")
 PAPER = {"n_clusters": 10_000, "alpha": 1e-4, "clusters_per_round": 50, "samples_per_pull": 10,
-         "block_size": 20_000, "tau": 0.002, "radius": 0.2, "max_rounds": 200}
+         "block_size": 20_000, "tau": 0.002, "radius": 0.2, "max_rounds": 200, "acceptance": "block"}
 
 
 class QuadState(NamedTuple):
@@ -100,7 +122,7 @@ def default_clusters(n: int) -> int:
     return int(min(PAPER["n_clusters"], n, max(1, round(math.sqrt(n)))))
 
 
-STANDARDISED = {"alpha": 1.0}
+STANDARDISED = {"alpha": 1.0, "acceptance": "hybrid"}
 
 
 def scaled_defaults(n: int, budget: int, n_clusters: int, paper: bool = False) -> dict[str, int]:
@@ -223,7 +245,7 @@ def _accept(mode: str, share: float, tau: float, margin: float, block, sample, s
     score, then (block mode) the rest."""
     order = np.argsort(-scores, kind="stable")
     ranked = sample[order]
-    if mode == "instance":
+    if mode == "instance" or (mode == "hybrid" and margin <= 0):
         return ranked[scores[order] > tau]
     if margin <= 0:
         return ranked[:0]
@@ -280,7 +302,7 @@ def select(state: QuadState, *, key, budget: int | None = None, fraction: float 
            score: str = "cosine", alpha: float | None = None, tau: float | None = None,
            clusters_per_round: int | None = None, samples_per_pull: int | None = None,
            block_size: int | None = None, radius: float | None = None, metric: str = "cosine",
-           acceptance: str = "block", share: float = 0.5, max_rounds: int | None = None,
+           acceptance: str | None = None, share: float = 0.5, max_rounds: int | None = None,
            projection_dim: int = 8192, reward: str = "standardised", arms: str = "ucb",
            checkpoints=None) -> Selection:
     """Select k = budget (or ceil(fraction N)) pool documents by the bandit (see the module docstring).
