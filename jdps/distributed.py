@@ -39,7 +39,6 @@ from jdps.errors import InputError
 
 DATA, MODEL = "data", "model"
 ENV = {"coordinator": "JDPS_COORDINATOR", "num_processes": "JDPS_NUM_PROCESSES", "process_id": "JDPS_PROCESS_ID"}
-LAUNCHER_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES", "JAX_COORDINATOR_ADDRESS")
 
 
 def _setting(name: str, value):
@@ -81,6 +80,21 @@ def check_settings(coordinator: str | None, num_processes: int | None, process_i
     return True
 
 
+def launched() -> bool:
+    """Whether a cluster launcher started this process as one of several: an srun step of more than one
+    task, an mpirun of more than one rank, a TPU VM of a multi-host slice, or JAX_COORDINATOR_ADDRESS set."""
+    env = os.environ
+
+    def count(name: str) -> int:
+        try:
+            return int(env.get(name, "1") or 1)
+        except ValueError:
+            return 1
+
+    return (bool(env.get("JAX_COORDINATOR_ADDRESS")) or ("SLURM_STEP_ID" in env and count("SLURM_NTASKS") > 1)
+            or count("OMPI_COMM_WORLD_SIZE") > 1 or "," in env.get("TPU_WORKER_HOSTNAMES", ""))
+
+
 def writer_before_init(process_id: int | None = None) -> bool:
     """Whether this process will write the outputs, known before jax starts: process id 0 or none given.
     (Under a cluster launcher that sets no id here every process must call `is_writer` after `initialize`.)"""
@@ -93,9 +107,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     """Start jax.distributed (once per process) and return the number of processes.
 
     With coordinator, num_processes and process_id (flags or JDPS_* variables) it connects to process 0's
-    coordinator at HOST:PORT. Without them, and under a cluster launcher (SLURM, Open MPI, a TPU pod slice:
-    `launcher=None` detects its environment, True forces), `jax.distributed.initialize()` reads the launcher's
-    environment. Otherwise nothing is started: one process. Safe to call again (a no-op once started).
+    coordinator at HOST:PORT. Without them, and under a cluster launcher (`launched()`; launcher=True forces,
+    False never), `jax.distributed.initialize()` reads the launcher's environment. Otherwise nothing is
+    started: one process. Safe to call again (a no-op once started).
     """
     import jax
 
@@ -105,7 +119,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         kwargs = {"coordinator_address": _setting("coordinator", coordinator),
                   "num_processes": int(_setting("num_processes", num_processes)),
                   "process_id": int(_setting("process_id", process_id))}
-    elif launcher or (launcher is None and any(v in os.environ for v in LAUNCHER_ENV)):
+    elif launcher or (launcher is None and launched()):
         kwargs = {}
     else:
         return 1

@@ -6,7 +6,7 @@ on A [N, 256]) and influence scoring (EK-FAC query scores, one JVP a batch of 10
 on meshes of 2, 4 and 8 simulated CPU devices in one process, and on 2 processes of one device each
 (jax.distributed on loopback). Bytes per device: the per-device program's arguments + outputs + temporaries
 of the stage's compiled step (XLA's memory analysis: BADS's epoch, a features batch, an influence batch),
-and A's rows on each device for the pursuit. Overhead: the stage's time (after a warm-up call that
+and A's rows on each device for the pursuit. Overhead: the stage's median time over 3 calls (after a warm-up call that
 compiles) over its one-device time. Simulated devices share this machine's cores, so no speed-up is
 expected or claimed: a ratio above 1 is what splitting and the collectives cost here, with no parallel
 hardware to pay it back.
@@ -45,11 +45,17 @@ def _compiled_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
 
 
-def _timed(fn) -> float:
-    fn()                                    # compiles
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _timed(fn, repeats: int = 3) -> float:
+    """The median seconds of `repeats` calls after one that compiles (results waited for)."""
+    import jax
+
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def worker(n: int) -> dict:
@@ -59,7 +65,7 @@ def worker(n: int) -> dict:
     from jdps import bads, influence, loop
     from jdps import distributed as dist
     from jdps.bads.kernel import as_top_level_api
-    from jdps.bads.sampler import on_mesh
+    from jdps.bads.sampler import on_mesh, run_epochs
     from jdps.gradients import features as fe
     from jdps.gtp import pursuit
     from jdps.gtp.pursuit.rows import on_device
@@ -77,16 +83,16 @@ def worker(n: int) -> dict:
     task, params = build_task("mlp", (f,), c, seed=0, hidden=(128,))
     out = {}
 
-    # BADS: one epoch; bytes of the compiled epoch (state and training rows sharded over 'data')
+    # BADS: one epoch of the compiled sampler (bads.fit's placement); bytes of the compiled epoch
     b = 512
-    out["bads"] = {"seconds": _timed(lambda: bads.fit(task, params, train, meta, key=0, epochs=1, batch_size=b,
-                                                      meta_batch_size=64, mesh=mesh))}
     sampler = as_top_level_api(task, None, n, len(meta["x"]), bads.BADSConfig())
     state = sampler.init(jax.random.key(0), params)
     arrays, meta_arrays = dict(train), dict(meta)
     sharding = None
     if mesh is not None:
         state, arrays, meta_arrays, sharding = on_mesh(mesh, state, arrays, meta_arrays, b)
+    out["bads"] = {"seconds": _timed(lambda: run_epochs(sampler.step, 1, state, arrays, meta_arrays, 1, b, 64,
+                                                        batch_sharding=sharding))}
     compiled = loop.epoch.lower(sampler.step, jax.random.key(1), state, arrays, np.arange(n, dtype=np.int32),
                                 meta_arrays, batch_size=b, meta_batch_size=64, remainder="pad",
                                 batch_sharding=sharding).compile()
@@ -220,13 +226,14 @@ def main(argv=None) -> None:
             print(json.dumps(result), flush=True)
         dist.barrier("bench-done")
         return
-    runs = {}
+    runs, load = {}, os.getloadavg()[0]
     for name, devices, processes in CONFIGS:
         runs[name] = _launch(n, devices, processes)
         print(name, {s: round(runs[name][s]["seconds"], 3) for s in STAGES}, flush=True)
     res = {"setup": {"n": n, "command": "PYTHONPATH=. python scripts/bench_scaling.py " + shlex.join(sys.argv[1:]),
                      "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                                f"{platform.python_version()}"},
+                                f"{platform.python_version()}, load average {load:.1f} at the start "
+                                "(the machine is shared: times are noisy)"},
            "runs": runs, "memory_plan": memory_plan()}
     from jdps.outputs import write_json, write_text
 

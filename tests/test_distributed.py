@@ -188,3 +188,18 @@ def test_all_gather_shapes_are_read_from_hlo_text():
   %b = s32[16,1]{1,0} bitcast(%all-gather.3)
 """
     assert dist.all_gathers(text) == [((64, 5), None), ((16,), None), ((4, 5, 8), ("model",))]
+
+
+def test_a_launcher_is_recognised_only_when_it_started_several_processes(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_STEP_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+                 "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(name, raising=False)
+    assert not dist.launched()
+    monkeypatch.setenv("SLURM_NTASKS", "4")            # an sbatch script's body: no srun step
+    assert not dist.launched()
+    monkeypatch.setenv("SLURM_STEP_ID", "0")           # one of 4 srun tasks
+    assert dist.launched()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert not dist.launched()
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1,t2")  # a TPU VM of a two-host slice
+    assert dist.launched()

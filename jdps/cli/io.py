@@ -259,7 +259,7 @@ class Run:
         settings = (getattr(a, "coordinator", None), getattr(a, "num_processes", None), getattr(a, "process_id", None))
         if not hasattr(a, "mesh_model"):
             return
-        if distributed.check_settings(*settings) or any(v in os.environ for v in distributed.LAUNCHER_ENV):
+        if distributed.check_settings(*settings) or distributed.launched():
             distributed.initialize(*settings)
             self.writer = distributed.is_writer()
             if not self.writer:
@@ -320,6 +320,15 @@ class Run:
         return outputs.provenance(command=command, options=self.options(), seed=getattr(self.args, "seed", None),
                                   inputs=self.fingerprint())
 
+    def identity(self, exclude=()) -> dict:
+        """What makes this run's results: the command, its options (`exclude`d ones and the output paths
+        left out) and its inputs' digests (not their paths): a resumed run must match it."""
+        paths = {flag.lstrip("-").replace("-", "_") for flag in self.inputs}   # compared by their digests
+        options = {k: v for k, v in self.options().items() if k not in paths and k not in exclude}
+        digests = self.fingerprint()
+        inputs = {flag: [digests[str(Path(p).resolve())] for p in _paths(v)] for flag, v in self.inputs.items()}
+        return {"command": self.args.command, "options": options, "inputs": inputs}
+
     def checkpoints(self, sub: str | None = None, *, max_to_keep: int | None = 3):
         """The Checkpoints of --checkpoint-dir (or its subfolder `sub`), fingerprinted by the command, its
         options and its inputs; None without --checkpoint-dir."""
@@ -328,11 +337,7 @@ class Run:
         from jdps.checkpoint import Checkpoints
 
         d = Path(self.checkpoint_dir) if sub is None else Path(self.checkpoint_dir) / sub
-        paths = {flag.lstrip("-").replace("-", "_") for flag in self.inputs}   # compared by their digests
-        options = {k: v for k, v in self.options().items() if k not in paths}
-        digests = self.fingerprint()
-        inputs = {flag: [digests[str(Path(p).resolve())] for p in _paths(v)] for flag, v in self.inputs.items()}
-        fingerprint = {"command": self.args.command, "options": options, "inputs": inputs}
+        fingerprint = self.identity()
         if sub is not None:          # the directory itself is claimed too: another run's is refused
             top = Checkpoints(self.checkpoint_dir, max_to_keep=1, fingerprint=fingerprint)
             top.close()
