@@ -15,16 +15,16 @@ from jdps.cli import flags
 
 
 def _presets() -> tuple[str, ...]:
-    from jdps.bads import PRESETS
+    """jdps.bads.PRESETS's names and 'default', read from jdps/bads/config.py's source (--help imports no jax)."""
+    return (*sorted(flags.literal_names("jdps.bads.config", "PRESETS")), "default")
 
-    return (*sorted(PRESETS), "default")
+
+# the baselines of jdps.baselines.NAMES the command runs (oracle needs the clean labels); a test checks the list
+BASELINES = ("uniform", "meta_only", "dup_meta", "random", "cds", "l2rw", "mwn")
 
 
 def _baselines() -> tuple[str, ...]:
-    from jdps.baselines import NAMES
-    from jdps.selectors import names
-
-    return tuple(n for n in names() if n in NAMES and n != "oracle")  # oracle needs the clean labels
+    return BASELINES
 
 
 def _files(args) -> dict:

@@ -49,8 +49,33 @@ class Lazy(Sequence):
 
 
 def attr(module: str, name: str) -> Lazy:
-    """The sequence `module.name`, imported on first use."""
-    return Lazy(lambda: getattr(importlib.import_module(module), name))
+    """The names `module.name` (a tuple of strings, or a dict's keys), read on first use from the module's
+    source when it assigns them as a literal, so that --help imports no jax; else by importing the module."""
+    return Lazy(lambda: literal_names(module, name))
+
+
+def literal_names(module: str, name: str) -> tuple[str, ...]:
+    """`module.name` as a tuple of strings: the literal tuple / list / dict keys the module's source assigns to
+    `name` (read with ast, importing nothing), else the imported value (its keys for a dict)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if not path.is_file():
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            if not any(isinstance(t, ast.Name) and t.id == name for t in targets) or node.value is None:
+                continue
+            value = node.value
+            items = value.keys if isinstance(value, ast.Dict) else getattr(value, "elts", None)
+            if items is not None and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in items):
+                return tuple(k.value for k in items)
+    value = getattr(importlib.import_module(module), name)
+    return tuple(value)
 
 
 def command(subparsers, name: str, help: str, run: Callable, doc: str | None = None) -> argparse.ArgumentParser:
@@ -181,6 +206,13 @@ def size(p, required: bool, note: str = "") -> None:
 
 def out(p, help: str, required: bool = True) -> None:
     p.add_argument("--out", required=required, help=help)
+
+
+def store(p, what: str) -> None:
+    """--store DIR: a sharded feature store (jdps.store), a zarr v3 folder that every process writes its rows of."""
+    p.add_argument("--store", metavar="DIR",
+                   help=f"{what} (jdps.store: a zarr v3 folder of row chunks, written by every process in "
+                        "parallel; the same command resumes a killed write, and readers refuse an incomplete one)")
 
 
 def checkpoint_dir(p, what: str) -> None:

@@ -279,7 +279,7 @@ def add_influence_parsers(subparsers) -> None:
     flags.size(p, required=True)
     _model_flags(p, "the inverse curvature, fitted on --reference")
     paper = "(default: the paper's, jdps.quad.PAPER)"
-    flags.choice(p, "--score", flags.attr("jdps.quad", "SCORES"), "the document score", default="cosine")
+    flags.choice(p, "--score", flags.attr("jdps.quad.selector", "SCORES"), "the document score", default="cosine")
     p.add_argument("--clusters", type=flags.positive_int, help="K (default: round(sqrt N), at most 10,000)")
     p.add_argument("--kmeans-restarts", type=flags.positive_int, default=4, help="k-means restarts")
     p.add_argument("--alpha", type=flags.nonneg_float, help=f"UCB exploration constant {paper}")
@@ -289,7 +289,7 @@ def add_influence_parsers(subparsers) -> None:
     p.add_argument("--block-size", type=flags.positive_int, help="documents a positive pull accepts (default: ceil(N / 4K))")
     p.add_argument("--radius", type=flags.positive_float, help=f"neighbour radius {paper}")
     p.add_argument("--metric", choices=("cosine", "l2"), default="cosine", help="distance between centroids")
-    flags.choice(p, "--acceptance", flags.attr("jdps.quad", "ACCEPTANCE"), "what a positive pull accepts",
+    flags.choice(p, "--acceptance", flags.attr("jdps.quad.selector", "ACCEPTANCE"), "what a positive pull accepts",
                  default="block")
     p.add_argument("--share", type=flags.fraction, default=0.5, help="top_share: the part of a pull's scored documents")
     p.add_argument("--max-rounds", type=flags.positive_int, help="round limit (default: at least 200, scaled to the budget)")

@@ -45,3 +45,40 @@ def test_bad_demo_flags_fail_before_compute(tmp_path, capsys):
     assert main(["demo", "--noise", "1.5", "--out-dir", str(tmp_path), "--quiet"]) == 2
     assert "--noise" in capsys.readouterr().err
     assert main(["demo", "--methods", "bads", "oracle", "--out-dir", str(tmp_path), "--quiet"]) == 2
+
+
+def test_every_command_help_shows_defaults_and_imports_no_jax():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, contextlib, io\n"
+            "from jdps.cli.main import build_parser\n"
+            "p = build_parser()\n"
+            "sub = next(a for a in p._actions if a.dest == 'command')\n"
+            "for name, cmd in sub.choices.items():\n"
+            "    text = cmd.format_help()\n"
+            "    assert name in ('data', 'install') or '(default:' in text, name\n"
+            "assert 'jax' not in sys.modules, 'jax imported'\n"
+            "print(len(sub.choices))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2]).stdout
+    assert int(out) >= 10                       # data, install, train, demo, bads, baseline, features, ...
+
+
+def test_help_choices_read_from_source_equal_the_libraries():
+    import jdps.bads
+    import jdps.baselines
+    import jdps.gtp.pursuit as pursuit
+    import jdps.influence.ihvp as ihvp
+    import jdps.quad.selector as quad
+    from jdps.cli import flags
+    from jdps.cli.bads import BASELINES, _presets
+
+    assert _presets() == (*sorted(jdps.bads.PRESETS), "default")
+    assert set(BASELINES) == set(jdps.baselines.NAMES) - {"oracle"}
+    for module, name, value in (("jdps.influence.ihvp", "NAMES", ihvp.NAMES), ("jdps.gtp.pursuit", "METHODS",
+                                pursuit.METHODS), ("jdps.gtp.pursuit", "SCORES", pursuit.SCORES),
+                                ("jdps.quad.selector", "SCORES", quad.SCORES),
+                                ("jdps.quad.selector", "ACCEPTANCE", quad.ACCEPTANCE)):
+        assert flags.literal_names(module, name) == tuple(value), (module, name)
