@@ -20,6 +20,14 @@ Selectors, at 1%, 5% and 10% of the pool:
     topk         the k rows of largest correlation with the mean row (LESS / TracIn style), weight 1
     random       k uniform random examples (the selector `random`, key s), weight 1
     full         the whole pool, weight 1
+    gtp-omp-sample   gtp-omp's selection, its weights used as sampling probabilities (rows drawn with
+                 probability w / sum w, then weight 1) instead of loss weights
+    *-balanced   the pursuit run per class (`groups` = the labels): budget in proportion to the class's
+                 size, target the class's share of the mean row
+    *-norm       the features with every checkpoint's rows normalised to unit length (LESS's
+                 normalisation; the target is the mean normalised row)
+    *-norm-init  the same with the initial parameters as a fourth checkpoint
+    *-fill       fill='pursuit': further passes over the rows not chosen until k atoms (see jdps.gtp.select)
 
 Training (`experiments.common.train_subset`): a fresh MLP (seed s + 1000) trains on the subset with its
 weights, the loss self-normalised by the weights of each batch, Adam(1e-3), batch 64, for about `steps`
@@ -39,6 +47,7 @@ finished cell (pool, seed, method, fraction) is kept in DIR and a re-run of the 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -80,7 +89,9 @@ SELECTORS = {"gtp-omp": ("gtp", {"solver": "omp"}, "loss"), "gtp-omp-unit": ("gt
              "topk": ("gtp", {"solver": "topk"}, "unit"), "random": ("random", {}, "unit"),
              "gtp-omp-norm": ("gtp-norm", {"solver": "omp"}, "loss"),
              "gtp-omp-norm-fill": ("gtp-norm", {"solver": "omp", "fill": "pursuit"}, "loss"),
-             "gtp-cosamp-norm": ("gtp-norm", {"solver": "cosamp"}, "loss")}
+             "gtp-cosamp-norm": ("gtp-norm", {"solver": "cosamp"}, "loss"),
+             "gtp-omp-norm-init": ("gtp-norm-init", {"solver": "omp"}, "loss"),
+             "gtp-omp-norm-init-fill": ("gtp-norm-init", {"solver": "omp", "fill": "pursuit"}, "loss")}
 METHODS = tuple(SELECTORS)
 LR = 1e-3                 # Adam's step, warm-up and subset training
 WARMUP_BATCH_SIZE = 128
@@ -164,9 +175,9 @@ def run(pool: str, seed: int, fractions, methods, setup: Setup, log=print, train
             task, params = mlp(setup.hidden, seed)
             checkpoints, warmup_s = timed(warmup_checkpoints, task, params, data, epochs=setup.warmup_epochs,
                                           seed=seed, batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
-            for name, normalize in (("gtp", False), ("gtp-norm", True)):
+            for name, normalize, init in (("gtp", False, False), ("gtp-norm", True, False), ("gtp-norm-init", True, True)):
                 if any(SELECTORS[m][0] == name for m in methods):
-                    fitted[name] = fit_selector("gtp", task, checkpoints, data, key=seed,
+                    fitted[name] = fit_selector("gtp", task, [params] * init + checkpoints, data, key=seed,
                                                 fit_options={"d": setup.d, "grad_form": "factored",
                                                              "normalize": normalize})
             fitted["random"] = fit_selector("random", None, None, data, key=seed)
@@ -298,8 +309,18 @@ def main(argv=None) -> int:
                         help="run CoSaMP only for budgets up to this")
     parser.add_argument("--out", type=Path, default=OUT)
     add_checkpoint_dir(parser, "pool, seed, method, fraction")
+    parser.add_argument("--report-from", type=Path, default=None,
+                        help="write the report (.md, .png at --out) from this earlier run's .json, running nothing")
     args = parser.parse_args(argv)
     setup = replace(FULL, n_pool=args.n_pool, cosamp_max_k=args.cosamp_max_k)
+    if args.report_from is not None:
+        records = json.loads(args.report_from.read_text())["records"]
+        with experiment_run("experiments.gtp_coreset", argv, args.out, setup=setup, seeds=args.seeds,
+                            datasets=["fashion_mnist"]) as ex:
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
+        return 0
     with experiment_run("experiments.gtp_coreset", argv, args.out, setup=setup, seeds=args.seeds,
                         datasets=["fashion_mnist"], checkpoint_dir=args.checkpoint_dir) as ex:
         def save(records):

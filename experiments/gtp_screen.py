@@ -84,6 +84,13 @@ def checkpoints_for(kind: str, task, params, data, seed: int) -> list:
     return [params] + cps if kind == "init4" else cps
 
 
+def evaluate_rows(task, params, data) -> np.ndarray:
+    """The model's predicted class of every row [N]."""
+    import jax
+    logits = jax.jit(task.apply)(params, data["x"])
+    return np.asarray(logits).argmax(-1)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[10])
@@ -109,6 +116,11 @@ def main(argv=None) -> int:
             task, params = mlp(setup.hidden, seed)
             _, init = mlp(setup.hidden, seed + 1000)
             states = {}
+            cps = checkpoints_for("last3", task, params, data, seed)
+            raw = fit_selector("gtp", task, cps, data, key=seed, fit_options={"d": setup.d, "grad_form": "factored"})
+            norms = np.linalg.norm(raw.state.features, axis=1)
+            percentile = np.argsort(np.argsort(norms)) / (len(norms) - 1)          # 0: smallest row, 1: largest
+            wrong = np.asarray(evaluate_rows(task, cps[-1], data) != y)             # the proxy's mistakes
             for name in args.variants:
                 feats, options, how = VARIANTS[name]
                 if feats is not None and feats not in states:
@@ -136,19 +148,25 @@ def main(argv=None) -> int:
                     rec = {"seed": seed, "pool": pool, "variant": name, "fraction": f, "k": k, "count": len(idx),
                            "accuracy": float(acc), "classes_covered": int((classes > 0).sum()),
                            "max_class_share": float(classes.max() / max(1, len(idx))),
-                           "redundant": gc.duplicates(idx, group)[1], "stop_reason": info.get("stop_reason", "-")}
+                           "redundant": gc.duplicates(idx, group)[1], "stop_reason": info.get("stop_reason", "-"),
+                           "norm_percentile": float(percentile[idx].mean()), "proxy_wrong": float(wrong[idx].mean())}
                     print(json.dumps(rec), f"{secs:.0f}s", flush=True)
                     records = [r for r in records if (r["seed"], r["pool"], r["variant"], r["fraction"])
                                != (seed, pool, name, f)] + [rec]
                     write_text(json_path, json.dumps({"records": records}, indent=1))
     rows = [[r["seed"], r["pool"], r["variant"], f"{100 * r['fraction']:g}%", f"{r['count']}/{r['k']}",
              f"{100 * r['accuracy']:.1f}", r["classes_covered"], f"{100 * r['max_class_share']:.0f}", r["redundant"],
-             r["stop_reason"]] for r in sorted(records, key=lambda r: (r["seed"], r["pool"], r["fraction"], r["variant"]))]
+             r["stop_reason"], f"{r['norm_percentile']:.2f}" if "norm_percentile" in r else "-",
+             f"{100 * r['proxy_wrong']:.0f}" if "proxy_wrong" in r else "-"] for r in sorted(records, key=lambda r: (r["seed"], r["pool"], r["fraction"], r["variant"]))]
     write_text(args.out.with_suffix(".md"), "\n".join([
         "# GTP screening on an unreported pool draw, validation images held out from the training split", "",
         "Command: `python -m experiments.gtp_screen --variants ...`; variants in `experiments.gtp_screen.VARIANTS`.", "",
         markdown_table(["seed", "pool", "variant", "fraction", "atoms / k", "validation accuracy %", "classes",
-                        "largest class %", "redundant copies", "stop"], rows), ""]))
+                        "largest class %", "redundant copies", "stop", "mean gradient-norm percentile",
+                        "% misclassified by the warm-up model"], rows), "",
+        ("Gradient-norm percentile: the mean rank (0 smallest, 1 largest) among the pool of the selected rows' "
+         "norms in the unnormalised 3-checkpoint features; misclassified: the share of the selection the last "
+         "warm-up checkpoint gets wrong (the pool's rate is the random rows' value)."), ""]))
     return 0
 
 

@@ -66,11 +66,15 @@ from jdps.train import evaluate
 # method: (selector of jdps.selectors, its select options, train with weight 1 instead of the selection's)
 SELECTORS = {"gtp-omp": ("gtp", {"solver": "omp"}, False), "gtp-omp-unit": ("gtp", {"solver": "omp"}, True),
              "gtp-cosamp": ("gtp", {"solver": "cosamp"}, False),
-             "less": ("gtp", {"solver": "topk", "score": "cosine"}, False), "random": ("random", {}, False)}
+             "less": ("gtp", {"solver": "topk", "score": "cosine"}, False), "random": ("random", {}, False),
+             "gtp-omp-norm": ("gtp-norm", {"solver": "omp"}, False),
+             "gtp-omp-norm-unit": ("gtp-norm", {"solver": "omp"}, True),
+             "gtp-cosamp-norm": ("gtp-norm", {"solver": "cosamp"}, False)}
 METHODS = tuple(SELECTORS)
 LR = 1e-3                 # Adam's step in the warm-up and the scratch protocol (finetune: Setup.finetune_lr)
 WARMUP_BATCH_SIZE = 32
 OUT = RESULTS / "gtp_text"
+PROTOCOLS = ("scratch", "finetune")
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,8 @@ def make_data(setup: Setup, seed: int):
                         meta_docs=setup.target_docs, test_docs=setup.test_docs, seed=seed)
 
 
-def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells: Cells | None = None) -> list[dict]:
+def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells: Cells | None = None,
+        protocols=PROTOCOLS) -> list[dict]:
     """Every method at every fraction on one seed's data; one record each (plus `full`). With `cells` (the
     --checkpoint-dir) each finished record is kept, and a re-run computes only the missing ones (the data,
     the warm-up and the features only when one is missing)."""
@@ -126,10 +131,13 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells
         task, params = lm_task(setup, seed)
         checkpoints, warmup_s = timed(warmup_checkpoints, task, params, pool, epochs=setup.warmup_epochs, seed=seed,
                                       batch_size=WARMUP_BATCH_SIZE, optimizer=adam(LR))
-        fitted = {"gtp": fit_selector("gtp", task, checkpoints, pool, target, key=seed,
-                                      fit_options={"d": setup.d, "grad_form": "factored"}),
-                  "random": fit_selector("random", None, None, pool, key=seed)}
-        log(f"[seed {seed}] features {fitted['gtp'].state.features.shape} in {warmup_s + fitted['gtp'].fit_s:.0f}s")
+        fitted = {"random": fit_selector("random", None, None, pool, key=seed)}
+        for name, normalize in (("gtp", False), ("gtp-norm", True)):
+            if any(SELECTORS[m][0] == name for m in methods):
+                fitted[name] = fit_selector("gtp", task, checkpoints, pool, target, key=seed,
+                                            fit_options={"d": setup.d, "grad_form": "factored", "normalize": normalize})
+        log(f"[seed {seed}] warm-up and features in "
+            f"{warmup_s + sum(f.fit_s for n, f in fitted.items() if n.startswith('gtp')):.0f}s")
         _, fresh = lm_task(setup, seed + 1000)
         protocols = {"scratch": (fresh, setup.steps, LR), "finetune": (checkpoints[-1], setup.finetune_steps,
                                                                          setup.finetune_lr)}
@@ -153,7 +161,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells
 
     records = [cells.run(warm_up_record, seed=seed, method="warm-up model")]
     n = cells.run(lambda: {"n": prepared()["n"]}, seed=seed, what="pool size")["n"]
-    for protocol in ("scratch", "finetune"):
+    for protocol in protocols:
         records.append(cells.run(lambda protocol=protocol: {
             "seed": seed, "protocol": protocol, "method": "full", "fraction": 1.0, "k": n, "count": n,
             "loss": prepared()["loss"](protocol, np.arange(n), None), "target_share": prepared()["share"]},
@@ -162,7 +170,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells
     for fraction in fractions:
         k = int(np.ceil(fraction * n))
         for method in methods:
-            if method == "gtp-cosamp" and k > setup.cosamp_max_k:
+            if method.startswith("gtp-cosamp") and k > setup.cosamp_max_k:
                 continue
             name, options, unit = SELECTORS[method]
             selection = {}
@@ -171,7 +179,7 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, data=None, cells
                 if not selection:
                     selection["sel"] = prepared()["fitted"][name].select(budget=k, key=seed, **options)
                 return selection["sel"]
-            for protocol in ("scratch", "finetune"):
+            for protocol in protocols:
                 def cell(protocol=protocol, method=method, fraction=fraction, k=k, unit=unit, sel=sel):
                     r, s = prepared(), sel()
                     return {"seed": seed, "protocol": protocol, "method": method, "fraction": fraction, "k": k,
@@ -251,6 +259,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.005, 0.01, 0.05])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="an earlier run's .json: its records of the methods not run now join the report")
     parser.add_argument("--report-from", type=Path, default=None,
                         help="write the report (.md, .png at --out) from this earlier run's .json, running nothing")
     add_checkpoint_dir(parser, "seed, protocol, method, fraction")
@@ -271,8 +282,11 @@ def main(argv=None) -> int:
                          ex.provenance)
             figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
-        records = run_seeds(args.seeds, lambda seed: run(seed, args.fractions, args.methods, setup, cells=ex.cells),
-                            save)
+        kept = [] if args.merge is None else [
+            r for r in json.loads(args.merge.read_text())["records"] if r["method"] not in args.methods]
+        records = run_seeds(args.seeds, lambda seed: [r for r in kept if r["seed"] == seed] + [
+            r for r in run(seed, args.fractions, args.methods, setup, cells=ex.cells, protocols=args.protocols)
+            if not (kept and r["method"] in ("full", "warm-up model"))], save)
     print(table(records, setup, ex.command))
     return 0
 

@@ -44,15 +44,23 @@ and k_select = fold_in(key(s), 1):
                 'reference', normalize): Quad's own score on every window (fraction scored 1)
     quad        `jdps.quad` (curvature and v as for influence, the same EK-FAC key split(k_fit)[1]; k-means
                 from split(k_fit)[0]; the bandit from k_select) on the MiniLM embeddings
-                (`jdps.models.minilm`) of the windows decoded as text, the scaled defaults of jdps.quad
-                (K = round(sqrt N) = 57 clusters, 1 cluster a round, 10 samples a pull, blocks of
-                ceil(N / 4K), alpha 1e-4, tau 0.002, radius 0.2, block acceptance)
-    quad-explore  the same with alpha = 0.01 (EXPLORE_ALPHA): an exploration bonus about the spread of the
-                cosine rewards on this pool (pool cosines: std about 0.03), where the paper's 1e-4 makes the
-                bandit keep pulling the first clusters with a positive reward (an ablation, not tuned further)
+                (`jdps.models.minilm`) of the windows decoded as text, with jdps.quad's defaults (K = round(sqrt N)
+                = 57 clusters, 1 cluster a round, rewards standardised by the running spread of the scores,
+                alpha 1, blocks a share k / (2N) of each cluster with half of each scored, tau 0.002, radius 0.2,
+                hybrid acceptance)
+    quad-paper  the same with the paper's absolute rewards and scaled values (reward='absolute': alpha 1e-4,
+                blocks of ceil(N / 4K), 10 samples a pull, block acceptance): the earlier default
+    quad-explore  quad-paper with alpha = 0.01 (EXPLORE_ALPHA)
+    quad-random-arms  quad with the clusters pulled uniformly at random instead of by UCB (no bandit)
+    quad-diversity  quad with nothing scored and every block accepted (no influence: diversity only)
+    quad-no-share  quad with radius 0 (no reward shared with neighbouring clusters)
+    quad-topk-in-clusters  as many windows from each cluster as quad's selection holds there, the ones of
+                highest influence cosine (every window scored): top-k influence within Quad's clusters
     gtp         `jdps.gtp` (factored trajectory features of the 3 checkpoints, d = 256 each, target = the
                 reference set's mean trajectory), non-negative OMP with its weights; OMP stops at most at
                 the rank Td = 768 or when no correlation is positive, so it may hold fewer than k windows
+    gtp-fill    the same with fill='pursuit': further OMP passes over the windows not chosen, each fitting
+                the target with the budget left, until k (the passes' weights mixed by their atom shares)
     full        the whole pool (a reference row)
 
 Cluster coverage is the number of Quad's clusters (the same k-means of the same embeddings) holding at
@@ -504,12 +512,22 @@ def main(argv=None) -> int:
                         help="a earlier run's .json: its records of the methods (and the full pool) not run now join "
                              "the report (the same seeds, pools and training)")
     add_checkpoint_dir(parser, "seed, method, fraction")
+    parser.add_argument("--report-from", type=Path, default=None,
+                        help="write the report (.md, .png at --out) from this earlier run's .json, running nothing")
     args = parser.parse_args(argv)
     kept = []
     if args.merge is not None:
         kept = [r for r in json.loads(args.merge.read_text())["records"]
                 if r["method"] not in args.methods and r["seed"] in args.seeds]
     setup = DEMO if args.demo else FULL
+    if args.report_from is not None:
+        records = json.loads(args.report_from.read_text())["records"]
+        with experiment_run("experiments.quad_lm", argv, args.out, setup=setup, seeds=args.seeds,
+                            datasets=["kjv", "brown", "spam_assassin", "minilm"]) as ex:
+            write_report(args.out, table(records, setup, ex.command), {"setup": asdict(setup), "records": records},
+                         ex.provenance)
+            figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
+        return 0
     with experiment_run("experiments.quad_lm", argv, args.out, setup=setup, seeds=args.seeds,
                         datasets=["kjv", "brown", "spam_assassin", "minilm"], checkpoint_dir=args.checkpoint_dir) as ex:
         def save(records):

@@ -67,19 +67,43 @@ def prepare(seed: int, setup, cache: Path) -> dict:
     return out
 
 
+def cluster_facts(seed: int, path: Path) -> str:
+    """The scales behind Quad's settings on a screened seed: cluster sizes, neighbours within the paper's
+    radius, the spread of the influence cosines within and between clusters, the planted copies' clusters."""
+    from jdps.quad import bandit
+    with open(path, "rb") as f:
+        prep = pickle.load(f)
+    labels = np.asarray(prep["quad_tree"]["clusters"]["labels"])
+    centroids = np.asarray(prep["quad_tree"]["clusters"]["centroids"])
+    s, kind = prep["influence"], prep["data"]["kind"]
+    size = np.bincount(labels)
+    d = np.asarray(bandit.distances(centroids))
+    neighbours = (d < 0.2).sum(1) - 1
+    means = np.array([s[labels == c].mean() for c in range(len(size))])
+    dup = np.bincount(labels[kind == 2], minlength=len(size))
+    small = size <= 12
+    return (f"Seed {seed}: K = {len(size)} clusters of {size.min()}-{size.max()} windows (median {np.median(size):.0f}); "
+            f"neighbours within the paper's radius 0.2 (cosine distance of centroids): median {np.median(neighbours):.0f}, "
+            f"max {neighbours.max()}, {int((neighbours > 0).sum())} clusters with any; influence cosine: pool mean "
+            f"{s.mean():.3f}, std {s.std():.3f}, cluster means {means.min():.3f} to {means.max():.3f} (std "
+            f"{means.std():.3f}); {int(small.sum())} clusters of at most 12 windows hold {int(dup[small].sum())} "
+            f"of the {int((kind == 2).sum())} planted copies ({int(size[small].sum())} windows in all).\n")
+
+
 def main(argv=None) -> int:
     from jdps import selectors
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[10])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25])
-    parser.add_argument("--variants", nargs="+", required=True, help="name=json of select options, or a baseline")
+    parser.add_argument("--variants", nargs="*", default=[],
+                        help="name=json of select options, or a baseline (none: rewrite the report from the .json)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/jdps_quad_screen"))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     setup = quad_lm.FULL
     json_path = args.out.with_suffix(".json")
     records = json.loads(json_path.read_text())["records"] if json_path.exists() else []
-    for seed in args.seeds:
+    for seed in args.seeds if args.variants else []:
         prep = prepare(seed, setup, args.cache)
         data = prep["data"]
         pool = {"x": data["x"]}
@@ -119,6 +143,11 @@ def main(argv=None) -> int:
                       f"{train_s:.0f}s", flush=True)
                 records = [r for r in records if (r["seed"], r["variant"], r["fraction"]) != (seed, spec, f)] + [rec]
                 write_text(json_path, json.dumps({"records": records}, indent=1, default=str))
+    facts = []
+    for seed in args.seeds:
+        path = args.cache / f"quad_screen_seed{seed}.pkl"
+        if path.exists():
+            facts.append(cluster_facts(seed, path))
     rows = [[r["seed"], f"`{r['variant']}`", f"{100 * r['fraction']:g}%", r["count"], f"{r['ref_loss']:.3f}",
              f"{r['other_loss']:.3f}", f"{100 * r['scored']:.1f}", f"{r['covered']}/{r['K']}",
              "/".join(map(str, r["low_quality"])), r["info"].get("stop_reason", "-")]
@@ -129,7 +158,7 @@ def main(argv=None) -> int:
          "Validation windows of the screened seed; 'other' is the mean loss over the domains outside the "
          "reference mix; low quality: header/duplicate/shuffled windows selected."), "",
         markdown_table(["seed", "variant", "fraction", "windows", "ref-mix loss", "other loss", "% scored",
-                        "clusters", "low quality", "stop"], rows), ""]))
+                        "clusters", "low quality", "stop"], rows), "", *facts]))
     return 0
 
 
