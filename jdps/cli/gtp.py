@@ -26,7 +26,14 @@ def _cmd_features(args) -> int:
     weights = flags.csv(args.checkpoint_weights, float, "--checkpoint-weights") if args.checkpoint_weights else None
     if weights is not None and not all(math.isfinite(w) for w in weights):
         raise InputError(f"--checkpoint-weights must be finite numbers, got {args.checkpoint_weights!r}")
+    if args.store is None and args.out is None:
+        raise InputError("jdps features writes A to --out A.npy or to --store DIR (or both: the .npy is then an "
+                         "export of the store); pass one")
+    if args.store is not None and args.checkpoint_dir is not None:
+        raise InputError("--store resumes by its own chunks; drop --checkpoint-dir")
     outputs = {"--out": (args.out, ".npy"), "--target-out": (args.target_out, ".npy")}
+    if args.store is not None:
+        return _features_to_store(args, files, weights, outputs)
     with Run(args, inputs={**files, "--checkpoints": args.checkpoints}, outputs=outputs,
              checkpoint_dir=args.checkpoint_dir) as run:
         s = load_sets(files, args.num_classes)
@@ -67,6 +74,54 @@ def _cmd_features(args) -> int:
     return 0
 
 
+def _features_to_store(args, files, weights, outputs) -> int:
+    """jdps features --store DIR: A written into a jdps.store by every process, each its own row chunks;
+    b from the target set or the store's mean row; --out (optional) an .npy export of the store."""
+    from jdps.cli.io import Run, load_sets
+    from jdps.errors import InputError
+
+    with Run(args, inputs={**files, "--checkpoints": args.checkpoints}, outputs=outputs) as run:
+        s = load_sets(files, args.num_classes)
+        pool, target = s.sets["--pool"], s.sets.get("--target")
+        from jdps import store as fs
+        from jdps.checkpoint import load_params
+        from jdps.gtp.trajectory import mean_row, target_trajectory
+        from jdps.models.build import build_task
+        from jdps.outputs import write_npy
+
+        task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
+                                    hidden=flags.hidden(args))
+        checkpoints = load_params(args.checkpoints, template)
+        if weights is not None and len(weights) != len(checkpoints):
+            raise InputError(f"--checkpoint-weights gives {len(weights)} weights for {len(checkpoints)} checkpoints; "
+                             "give one per checkpoint (a Checkpoints folder counts each of its steps)")
+        options = {"checkpoint_weights": weights, "shared_projection": args.shared_projection,
+                   "normalize": args.normalize, "method": args.grad_form, "param_filter": args.param_filter,
+                   "batch_size": args.batch_size}
+        identity = run.identity(exclude=("store",))
+        digests = identity["inputs"].get("--checkpoints", [])
+        store = fs.write_trajectory(args.store, task, checkpoints, {"x": pool.x, "y": pool.y}, d=args.d, key=args.seed,
+                                    ids=pool.ids, fingerprint={"run": identity, "checkpoint_files": digests},
+                                    provenance=run.provenance(), progress=not args.quiet and "features", **options)
+        if target is not None:
+            target_b = target_trajectory(task, checkpoints, {"x": target.x, "y": target.y}, d=args.d, key=args.seed,
+                                         **options)
+        else:
+            target_b = mean_row(store, block_rows=store.chunk_rows)
+        report = {"store": str(args.store), "examples": len(pool), "checkpoints": len(checkpoints),
+                  "columns": store.shape[1], "chunk_rows": store.chunk_rows,
+                  "target": str(run.write_npy("--target-out", target_b)),
+                  "target_kind": "target-domain" if target is not None else "in-domain"}
+        if args.out is not None:
+            if run.writer:
+                store.to_npy(run.path("--out"))
+                write_npy(ids_path(run.path("--out")), np.asarray(pool.ids), run.provenance())
+            run.sidecar("--out")
+            report["features"] = str(run.path("--out"))
+        print(json.dumps(report))
+    return 0
+
+
 def ids_path(features) -> Path:
     """The ids sidecar of a features matrix: A.npy -> A.ids.npy (row i of A is the example with id ids[i])."""
     p = Path(features)
@@ -93,18 +148,28 @@ def _cmd_pursuit(args) -> int:
 
     if args.signed and args.solver == "topk":
         raise InputError("--signed applies to omp, cosamp and gradmatch; top-k ranks rows and fits no weights")
-    with Run(args, inputs={"--features": args.features, "--target": args.target},
+    if (args.features is None) == (args.store is None):
+        raise InputError("jdps pursuit reads A from --features A.npy or from --store DIR (jdps features --store); "
+                         "pass exactly one")
+    with Run(args, inputs={"--features": args.features, "--target": args.target, "--store": args.store},
              outputs={"--out": (args.out, ".npz")}) as run:
-        a = read_npy(args.features, "--features", ndim=2)
+        if args.store is not None:
+            from jdps.store import FeatureStore
+
+            a = FeatureStore(args.store)                # an incomplete store is refused here, before any work
+        else:
+            a = read_npy(args.features, "--features", ndim=2)
         b = np.asarray(read_npy(args.target, "--target", ndim=1))
         if not np.isfinite(b).all():
             raise InputError(f"--target {args.target} holds NaN or Inf; recompute it (e.g. `jdps features`)")
         if len(b) != a.shape[1]:
-            raise InputError(f"--target {args.target} has {len(b)} entries but --features {args.features} has "
-                             f"Td = {a.shape[1]} columns; pass the b.npy written with this A.npy")
+            source = f"--features {args.features}" if args.store is None else f"--store {args.store}"
+            raise InputError(f"--target {args.target} has {len(b)} entries but {source} has "
+                             f"Td = {a.shape[1]} columns; pass the b.npy written with this A")
         from jdps.gtp import pursuit
         from jdps.validate import budget_from
 
+        ids = _row_ids(args.features, len(a)) if args.store is None else a.ids
         streamed = a.nbytes > args.max_memory_mb * 2**20
         if not streamed:
             a = np.asarray(a)
@@ -113,7 +178,6 @@ def _cmd_pursuit(args) -> int:
                                iterations=args.iterations, score=args.score,
                                block_rows=args.block_rows if streamed else None,
                                mesh=None if streamed else run.mesh())
-        ids = _row_ids(args.features, len(a))
         path = run.write_npz("--out", indices=result.indices.astype(np.int64), id=ids[result.indices],
                              weights=result.weights.astype(np.float32),
                              residual_norm=np.float64(result.residual_norm), stop_reason=np.str_(result.stop_reason),
@@ -143,15 +207,17 @@ def add_pursuit_parsers(subparsers) -> None:
     p.add_argument("--grad-form", choices=("vmap", "factored"), default="vmap", help="per-example gradient form")
     p.add_argument("--param-filter", help="glob of the parameters to take gradients of (default: all)")
     flags.batch_size(p, 256)
-    flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json, the pool's ids in A.ids.npy)")
+    flags.out(p, "write A [N, T d] here (.npy; its provenance in A.npy.json, the pool's ids in A.ids.npy); with "
+                 "--store: an export of the store", required=False)
     p.add_argument("--target-out", required=True, help="write b [T d] here (.npy; its provenance in b.npy.json)")
     flags.checkpoint_dir(p, "each checkpoint's block of A once computed")
+    flags.store(p, "write A [N, T d] here instead of (or besides) --out")
     flags.quiet(p)
     flags.distributed(p)
 
     p = flags.command(subparsers, "pursuit", "select examples whose trajectories match a target (GTP)",
                       _cmd_pursuit)
-    p.add_argument("--features", required=True, help="A.npy [N, Td]; may be larger than memory")
+    p.add_argument("--features", help="A.npy [N, Td]; may be larger than memory (or --store)")
     p.add_argument("--target", required=True, help="b.npy [Td]")
     flags.size(p, required=True, note=" (at most: the pursuit may stop sooner)")
     flags.choice(p, "--solver", flags.attr("jdps.gtp.pursuit", "METHODS"), "the pursuit solver", default="omp")
@@ -162,7 +228,8 @@ def add_pursuit_parsers(subparsers) -> None:
     flags.choice(p, "--score", flags.attr("jdps.gtp.pursuit", "SCORES"), "topk: the ranking", default="correlation")
     p.add_argument("--max-memory-mb", type=flags.nonneg_float, default=1024, help="stream A from disk when it is larger")
     p.add_argument("--block-rows", type=flags.positive_int, help="rows per block when streaming (default: "
-                                                  "jdps.gtp.pursuit.rows.STREAM_ROWS)")
+                                                  "jdps.gtp.pursuit.rows.STREAM_ROWS; a store's chunk)")
+    flags.store(p, "read A [N, Td] and its ids from this store instead of --features")
     flags.out(p, "write indices, id (from A.ids.npy beside A.npy, else row numbers), weights, residual_norm, "
                  "stop_reason here (.npz)")
     flags.distributed(p)

@@ -81,6 +81,10 @@ def _arrays(data, text: bool) -> dict:
 def _cmd_influence(args) -> int:
     flags.length(args)
     if args.method == "trak":
+        if args.store is not None:
+            from jdps.errors import InputError
+
+            raise InputError("--store writes influence score matrices; trak's are written to --out")
         return _cmd_trak(args)
     with _run(args, "--train", "--query") as run:
         s = _load(args, "--train", "--query")
@@ -97,14 +101,48 @@ def _cmd_influence(args) -> int:
                                param_filter=args.param_filter, batch_size=args.batch_size, mesh=run.mesh(),
                                progress=not args.quiet)
         options = {"normalize": args.normalize, "batch_size": args.batch_size}
-        scores = influence.scores(fitted, _arrays(query, text), _arrays(train, text), **options)
         mean = influence.query_scores(fitted, _arrays(query, text), _arrays(train, text), **options)
-        path = run.write_npz("--out", scores=scores.astype(np.float32), mean_scores=mean.astype(np.float32),
+        if args.store is not None:
+            _scores_to_store(args, run, fitted, _arrays(query, text), _arrays(train, text), train.ids, query.ids)
+            matrix = {"store": np.str_(str(args.store))}
+        else:
+            matrix = {"scores": influence.scores(fitted, _arrays(query, text), _arrays(train, text),
+                                                 **options).astype(np.float32)}
+        path = run.write_npz("--out", **matrix, mean_scores=mean.astype(np.float32),
                              train_id=train.ids, query_id=query.ids)
         print(json.dumps({"command": "influence", "ihvp": args.ihvp, "damping": args.damping, "train": len(train),
                           "query": len(query), "parameters": len(fitted.paths), "normalize": args.normalize,
                           "out": str(path)}))
     return 0
+
+
+def _scores_to_store(args, run, fitted, query, train, train_ids, query_ids):
+    """The score matrix S^T [n_train, n_query] written into the store --store row chunk by row chunk (each
+    process its own chunks, with the query vectors V computed once): never whole in memory."""
+    import dataclasses
+
+    import jax
+
+    from jdps import distributed as dist
+    from jdps import influence
+    from jdps import store as fs
+
+    v = dist.to_host(influence.query_vectors(fitted, query, batch_size=args.batch_size))
+    if fitted.mesh is not None and jax.process_count() > 1:   # chunks differ per process: no collectives
+        fitted = dataclasses.replace(fitted, params=jax.tree.map(dist.to_host, fitted.params),
+                                     state=jax.tree.map(dist.to_host, fitted.state), mesh=fs.local_mesh())
+    writer = fs.StoreWriter(args.store, (len(train_ids), len(query_ids)), ids=train_ids, column_ids=query_ids,
+                            kind="scores", fingerprint=run.identity(exclude=("store",)), provenance=run.provenance(),
+                            attributes={"ihvp": args.ihvp, "damping": args.damping, "normalize": args.normalize,
+                                        "layout": "rows: training examples (ids), columns: queries (column_ids)"})
+    rows = lambda a, b: influence.train_scores(fitted, v, {k: x[a:b] for k, x in train.items()},
+                                               normalize=args.normalize, batch_size=args.batch_size)
+    try:
+        writer.fill(rows, not args.quiet and "scores")
+    except BaseException:
+        writer.close()
+        raise
+    return writer.finish()
 
 
 def _cmd_trak(args) -> int:
@@ -214,7 +252,8 @@ def _cmd_quad(args) -> int:
                           score=args.score, alpha=args.alpha, tau=args.tau, clusters_per_round=args.clusters_per_round,
                           samples_per_pull=args.samples_per_pull, block_size=args.block_size, radius=args.radius,
                           metric=args.metric, acceptance=args.acceptance, share=args.share,
-                          max_rounds=args.max_rounds, projection_dim=args.projection_dim, checkpoints=rounds)
+                          max_rounds=args.max_rounds, projection_dim=args.projection_dim, reward=args.reward,
+                          arms=args.arms, checkpoints=rounds)
         info = sel.info
         path = run.write_npz("--out", indices=sel.indices, id=pool.ids[sel.indices],
                              scores=sel.scores.astype(np.float32), scored=np.isfinite(sel.scores),
@@ -269,6 +308,8 @@ def add_influence_parsers(subparsers) -> None:
                    help="trak: the ensemble from this many theta samples of one SGLD chain (0: off)")
     p.add_argument("--proj-dim", type=flags.positive_int, default=1024, help="trak: projected features per layer")
     flags.out(p, "write scores [n_query, n_train], mean_scores [n_train] here (.npz)")
+    flags.store(p, "write the scores [n_train, n_query] (the transpose, row chunk by row chunk) here instead of "
+                   "into --out, which then holds mean_scores and the ids")
     flags.quiet(p)
     flags.distributed(p)
 
@@ -282,15 +323,24 @@ def add_influence_parsers(subparsers) -> None:
     flags.choice(p, "--score", flags.attr("jdps.quad.selector", "SCORES"), "the document score", default="cosine")
     p.add_argument("--clusters", type=flags.positive_int, help="K (default: round(sqrt N), at most 10,000)")
     p.add_argument("--kmeans-restarts", type=flags.positive_int, default=4, help="k-means restarts")
-    p.add_argument("--alpha", type=flags.nonneg_float, help=f"UCB exploration constant {paper}")
+    p.add_argument("--alpha", type=flags.nonneg_float,
+                   help="UCB exploration constant (default 1 in units of the scores' spread; with --reward absolute "
+                        "the paper's 1e-4)")
     p.add_argument("--tau", type=flags.finite_float, help=f"reward threshold {paper}")
     p.add_argument("--clusters-per-round", type=flags.positive_int, help="default: round(K / 200), at least 1")
-    p.add_argument("--samples-per-pull", type=flags.positive_int, help=f"documents scored a pull {paper}")
-    p.add_argument("--block-size", type=flags.positive_int, help="documents a positive pull accepts (default: ceil(N / 4K))")
-    p.add_argument("--radius", type=flags.positive_float, help=f"neighbour radius {paper}")
+    p.add_argument("--samples-per-pull", type=flags.positive_int,
+                   help="documents scored a pull (default: half of each block; the paper's 10 with --reward absolute)")
+    p.add_argument("--block-size", type=flags.positive_int,
+                   help="documents a pull takes (default: a share k / 2N of each cluster; the paper's: ceil(N / 4K))")
+    p.add_argument("--radius", type=flags.nonneg_float, help=f"neighbour radius, 0: no sharing {paper}")
     p.add_argument("--metric", choices=("cosine", "l2"), default="cosine", help="distance between centroids")
-    flags.choice(p, "--acceptance", flags.attr("jdps.quad.selector", "ACCEPTANCE"), "what a positive pull accepts",
-                 default="block")
+    flags.choice(p, "--acceptance", flags.attr("jdps.quad.selector", "ACCEPTANCE"),
+                 "what a pull accepts (default: hybrid; with --reward absolute the paper's block)")
+    flags.choice(p, "--reward", flags.attr("jdps.quad.selector", "REWARDS"),
+                 "the bandit's reward: standardised by the running spread of the scores, or the paper's absolute "
+                 "one (with the paper's scaled settings)", default="standardised")
+    flags.choice(p, "--arms", flags.attr("jdps.quad.selector", "ARMS"), "clusters pulled by UCB or at random",
+                 default="ucb")
     p.add_argument("--share", type=flags.fraction, default=0.5, help="top_share: the part of a pull's scored documents")
     p.add_argument("--max-rounds", type=flags.positive_int, help="round limit (default: at least 200, scaled to the budget)")
     p.add_argument("--projection-dim", type=flags.positive_int, default=8192, help="--score projected: the dimension")

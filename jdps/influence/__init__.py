@@ -6,6 +6,7 @@
 """
 
 from jdps.influence.scores import (Fitted, fit, jvp_scores, query_gradient, query_scores, query_vector,
-                                   scores, tracin)
+                                   query_vectors, scores, tracin, train_scores)
 
-__all__ = ["Fitted", "fit", "jvp_scores", "query_gradient", "query_scores", "query_vector", "scores", "tracin"]
+__all__ = ["Fitted", "fit", "jvp_scores", "query_gradient", "query_scores", "query_vector", "query_vectors", "scores",
+           "tracin", "train_scores"]

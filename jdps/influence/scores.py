@@ -8,6 +8,9 @@ the loss is the negative), over the leaves a parameter filter selects. Two phase
     fitted = fit(task, params, data, ihvp=ihvp.ekfac(1e-3, key=key))      the curvature of `data`, once
     scores(fitted, query, train)        [n_query, n_train]: S_ij = v_i . g_j with v_i = (C + lambda I)^{-1} g(q_i);
                                         the g_j by chunked vmap(grad), S = V G^T chunk by chunk
+    query_vectors, train_scores         its two halves: V [n_query, p] once, then S^T [rows, n_query] for any
+                                        part of the training set (a score matrix too large for memory is
+                                        written block by block: jdps.store)
     query_scores(fitted, query, train)  [n_train]: s_j = v . g_j with v = (C + lambda I)^{-1} grad L(Q) formed
                                         once; s_j = d/de l_j(theta + e v) at e = 0, so ONE forward-mode jax.jvp
                                         of the per-example losses along v scores a whole batch (`jvp_scores`),
@@ -189,22 +192,33 @@ def _gradients(task, paths, chunk_size, params, batch, v=None):
                              transform=None if v is None else dots)
 
 
-def scores(fitted: Fitted, query, train, *, normalize: bool = False, batch_size: int = 256,
-           chunk_size: int | None = None) -> np.ndarray:
-    """[n_query, n_train]: the influence I(z_j, {q_i}) of every training example on every query example
-    (or the cosine of g_j with v_i); per-example gradients in vmap(grad) chunks of `chunk_size`."""
+def query_vectors(fitted: Fitted, query, *, batch_size: int = 256, chunk_size: int | None = None) -> jax.Array:
+    """V [n_query, p]: v_i = (C + lambda I)^{-1} g(q_i) for every query example, flattened over the leaves."""
     task, params, paths = fitted.task, fitted.params, fitted.paths
     g_query = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch), query, batch_size,
                        "query set", fitted.mesh)
     v = _solve_rows(fitted.ihvp.solve, fitted.state, g_query)
-    v = flatten({p: v[p] for p in paths})                                                     # [n_query, p]
-    s, g_norm = _collect(lambda batch: _gradients(task, paths, chunk_size, params, batch, v), train, batch_size,
-                         "training set", fitted.mesh)
-    s = s.T
+    return flatten({p: v[p] for p in paths})
+
+
+def train_scores(fitted: Fitted, v, train, *, normalize: bool = False, batch_size: int = 256,
+                 chunk_size: int | None = None) -> np.ndarray:
+    """[n_train, n_query]: S^T, g_j . v_i for every training example j of `train` and query vector v_i of
+    V [n_query, p] (`query_vectors`), or the cosines; rows of any part of the training set at a time."""
+    s, g_norm = _collect(lambda batch: _gradients(fitted.task, fitted.paths, chunk_size, fitted.params, batch, v),
+                         train, batch_size, "training set", fitted.mesh)
     if normalize:
         v_norm = np.linalg.norm(np.asarray(v), axis=1)
-        s = s / np.maximum(v_norm[:, None] * g_norm[None, :], np.finfo(s.dtype).tiny)
+        s = s / np.maximum(g_norm[:, None] * v_norm[None, :], np.finfo(s.dtype).tiny)
     return s
+
+
+def scores(fitted: Fitted, query, train, *, normalize: bool = False, batch_size: int = 256,
+           chunk_size: int | None = None) -> np.ndarray:
+    """[n_query, n_train]: the influence I(z_j, {q_i}) of every training example on every query example
+    (or the cosine of g_j with v_i); per-example gradients in vmap(grad) chunks of `chunk_size`."""
+    v = query_vectors(fitted, query, batch_size=batch_size, chunk_size=chunk_size)
+    return train_scores(fitted, v, train, normalize=normalize, batch_size=batch_size, chunk_size=chunk_size).T
 
 
 def tracin(task, checkpoints: Sequence[Any], learning_rates: Sequence[float], query, train, *,

@@ -152,10 +152,11 @@ def solve(A, b, k: int, *, method: str = "omp", nonneg: bool = True, tol: float 
     method: 'omp', 'gradmatch' (omp with `ridge`, default 0.5), 'cosamp' (`iterations` rounds at most) or 'topk'
     (by `score`: 'correlation' a_i . b or 'cosine'). tol: stop once |r| <= tol |b| (never below sqrt(eps)).
     mesh: a `jax.sharding.Mesh` with an axis 'data' to shard A's rows over. block_rows: stream A (an array
-    or np.memmap on the host) in blocks of this many rows; an np.memmap is streamed by default.
+    or np.memmap on the host) in blocks of this many rows; an np.memmap or a `jdps.store.FeatureStore` is
+    streamed by default (a store by its chunks).
     """
-    if isinstance(A, np.memmap) and block_rows is None and mesh is None:
-        block_rows = STREAM_ROWS
+    if (isinstance(A, np.memmap) or getattr(A, "on_disk", False)) and block_rows is None and mesh is None:
+        block_rows = getattr(A, "chunk_rows", STREAM_ROWS)    # a jdps.store.FeatureStore: one chunk a block
     if ridge is not None and ridge != 0 and method != "gradmatch":
         raise InputError("ridge applies to method='gradmatch' only; drop it or pass method='gradmatch'")
     ridge = (GRADMATCH_RIDGE if method == "gradmatch" else 0.0) if ridge is None else ridge

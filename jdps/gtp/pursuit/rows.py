@@ -140,6 +140,10 @@ class StreamedRows:
         self.norms = np.concatenate([np.asarray(_block_norms(block, dt)) for _, block in self._blocks()])
 
     def _blocks(self):
+        if hasattr(self.a, "blocks"):      # a jdps.store.FeatureStore: reads the next block while this one is scanned
+            for start, block in self.a.blocks(self.block_rows):
+                yield start, pad_rows(np.asarray(block), BLOCK)
+            return
         for start in range(0, self.n, self.block_rows):
             yield start, pad_rows(np.asarray(self.a[start:start + self.block_rows]), BLOCK)
 
