@@ -230,7 +230,8 @@ def main(argv=None) -> None:
     for name, devices, processes in CONFIGS:
         runs[name] = _launch(n, devices, processes)
         print(name, {s: round(runs[name][s]["seconds"], 3) for s in STAGES}, flush=True)
-    res = {"setup": {"n": n, "command": "PYTHONPATH=. python scripts/bench_scaling.py " + shlex.join(sys.argv[1:]),
+    command = ("PYTHONPATH=. python scripts/bench_scaling.py " + shlex.join(sys.argv[1:])).strip()
+    res = {"setup": {"n": n, "command": command,
                      "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                                 f"{platform.python_version()}, load average {load:.1f} at the start "
                                 "(the machine is shared: times are noisy)"},
