@@ -106,6 +106,13 @@ CANDIDATES = {
     "F_T01_ref": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
                       weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher",
                       loss_reference="held_out"),
+    # the default with the weights frozen at the prior mean (theta's chain alone), and with the contrastive log Z
+    "F_T01_frozen": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                         weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher",
+                         weight_lr=0.0),
+    "F_T01_logz": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, theta_temperature=0.01,
+                       weight_prior_mean=0.9, weight_prior_std=0.3, theta_loss="filled", noise="rademacher",
+                       log_z="contrastive"),
     "P_s03_rad": dict(theta_kernel="psgld", lr=1e-3, meta_strength=1.0, temperature=0.1, weight_prior_mean=0.9,
                       weight_prior_std=0.3, theta_loss="self_normalised", noise="rademacher"),
 }
