@@ -228,7 +228,7 @@ CASES: tuple[Case, ...] = (
     _c("quad", "--embeddings is an npz", f"quad {QUAD} --budget 5 --embeddings {{train}} --out {{out}}"),
     _c("quad", "--embeddings with NaN", f"quad {QUAD} --budget 5 --embeddings {{A_nan}} --out {{out}}"),
     _c("quad", "--share 0", f"quad {QUAD} --budget 5 --share 0 --out {{out}}"),
-    _c("quad", "--radius 0", f"quad {QUAD} --budget 5 --radius 0 --out {{out}}"),
+    _c("quad", "--radius -1", f"quad {QUAD} --budget 5 --radius -1 --out {{out}}"),
     _c("quad", "--alpha -1", f"quad {QUAD} --budget 5 --alpha -1 --out {{out}}"),
     _c("quad", "reference label >= C", f"quad {QUAD.replace('{reference}', '{label3}')} --budget 5 --out {{out}}"),
     _c("quad", "--out in a missing folder", f"quad {QUAD} --budget 5 --out {{nofolder}}/sel.npz"),
