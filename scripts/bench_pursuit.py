@@ -247,10 +247,48 @@ def report(res: dict, command: str, host: str) -> str:
     return "\n".join(lines)
 
 
+def part_report(args, setup, res, log) -> None:
+    """One part of the benchmark (--part sklearn | large), its table written to <out>_<part>.md / .json."""
+    head = [f"Command: `{res['command']}`  ", f"Machine: {res['machine']}.", ""]
+    if args.part == "sklearn":
+        sk = res["sklearn"] = against_sklearn(*setup["sk"], max(setup["repeats"], 3), log)
+        body = ["# GTP's OMP against scikit-learn's OrthogonalMatchingPursuit", "", *head,
+                "Median of 3 runs after a warm-up; sklearn fits X = A^T, y = b, `n_nonzero_coefs=k`, "
+                "`fit_intercept=False`; ours is `jdps.gtp.pursuit.solve(A, b, k, nonneg=False)` on the same float32 "
+                "numpy A (its copy to the device included).", "",
+                table(["N", "Td", "k", "ours signed s", "ours non-negative s", "sklearn s", "sklearn / ours signed",
+                       "same support"],
+                      [[f"{sk['N']:,}", sk["Td"], sk["k"], f"{sk['ours_signed']:.3f}", f"{sk['ours_nonneg']:.3f}",
+                        f"{sk['sklearn']:.3f}", f"{sk['sklearn'] / sk['ours_signed']:.2f}",
+                        f"{sk['same_support']} ({sk['overlap']}/{sk['k']})"]])]
+    else:
+        rows = res["k"] = sweep_k(*setup["large_n"], setup["repeats"], log, device=True)
+        import jax
+
+        passes = [r for r in rows if r["method"] == "omp"]
+        body = ["# The pursuit at N = 2^20 (A held on the device)", "", *head,
+                "One OMP iteration is one pass over A [N, Td] float32 (its correlation scan) and a small refit; "
+                "bytes / (seconds / iterations) is the bandwidth one pass reaches (an upper bound on the pass's "
+                f"own time). Device: {jax.devices()[0].device_kind}.", "",
+                table(["N", "Td", "k", "method", "seconds", "compile s", "iterations", "GB/s a pass (OMP)"],
+                      [[f"{r['N']:,}", r["Td"], r["k"], r["method"], f"{r['seconds']:.3f}",
+                        f"{r['compile_seconds']:.1f}", r["iterations"],
+                        f"{r['N'] * r['Td'] * 4 / (r['seconds'] / r['iterations']) / 1e9:.1f}"
+                        if r in passes else ""] for r in rows])]
+    out = args.out.with_name(f"{args.out.name}_{args.part}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(body) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    print("\n".join(body))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--part", choices=("all", "sklearn", "large"), default="all",
+                        help="sklearn: only ours against scikit-learn (writes <out>_sklearn.md); large: only the "
+                             "OMP / CoSaMP / top-k rows at N = 2^20 held on the device (writes <out>_large.md)")
     args = parser.parse_args(argv)
     if args.quick:
         setup = dict(n=[1000, 3000], streamed=[5000], d=64, k=8, ks=[4, 16], k_n=3000, k_d=64,
@@ -266,6 +304,8 @@ def main(argv=None) -> None:
     log = lambda r: print(json.dumps(r), flush=True)
     rep = setup["repeats"]
     res = {"setup": setup, "command": command, "machine": host}
+    if args.part != "all":
+        return part_report(args, setup, res, log)
     res["n"] = sweep_n(setup["n"], setup["streamed"], setup["d"], setup["k"], rep, log)
     res["k"] = sweep_k(setup["k_n"], setup["k_d"], setup["ks"], rep, log)
     res["k"] += sweep_k(*setup["large_n"], rep, log, device=True)  # A [2^20, 256] float32: 1 GB

@@ -1,7 +1,7 @@
 """Row access for the correlation step of a pursuit: A in memory, sharded over a mesh, or streamed from disk.
 
-Every layout computes c_i = a_i . r with one kernel on blocks of BLOCK rows, so a row gives the same bits
-wherever it sits (identical rows tie exactly), and keeps the top-m scores with the lowest index first
+Every layout computes c_i = a_i . r with one fused row reduction (the same loop for every row), so a row
+gives the same bits wherever it sits (identical rows tie exactly), and keeps the top-m scores with the lowest index first
 among equals:
 
     device_rows(a, norms, n, mesh)   inside jit; with a mesh the rows are sharded over its 'data' axis: each
@@ -34,14 +34,14 @@ STREAM_ROWS = 64 * BLOCK   # default rows per block read from disk
 
 
 def dots(a, r):
-    """a [n BLOCK, D] . r [D] -> [n BLOCK], each BLOCK rows by one kernel (bitwise equal for equal rows)."""
-    blocks = a.reshape(-1, BLOCK, a.shape[1])
-    return lax.map(lambda x: (x.astype(r.dtype) * r).sum(1), blocks).reshape(-1)
+    """a [n, D] . r [D] -> [n]: one fused multiply and row reduction, the same loop for every row (bitwise
+    equal for equal rows, on any layout), which XLA splits over the host's threads (a loop over blocks of
+    rows runs on one thread; scripts/bench_pursuit.py compares the two)."""
+    return (a.astype(r.dtype) * r).sum(1)
 
 
 def sq_norms(a, dt):
-    blocks = a.reshape(-1, BLOCK, a.shape[1])
-    return lax.map(lambda x: jnp.square(x.astype(dt)).sum(1), blocks).reshape(-1)
+    return jnp.square(a.astype(dt)).sum(1)
 
 
 def scores(c, norms, score: str, tau, signed):
@@ -123,13 +123,16 @@ def pad_rows(a, multiple: int):
 
 
 def on_device(A, dt, mesh):
-    """A (numpy or jax) as dt on the device(s), rows padded with zeros to whole blocks on every shard."""
+    """A (numpy or jax) as dt on the device(s); with a mesh, rows padded with zeros to whole blocks on every
+    shard (on one device A is used as it is: one copy at most, none for a jax array of dtype dt)."""
+    if mesh is None:
+        return jnp.asarray(A, dt)
     xp = jnp if isinstance(A, jax.Array) else np
     a = xp.asarray(A, dt)
-    extra = -len(a) % (BLOCK * (1 if mesh is None else mesh.shape[AXIS]))
+    extra = -len(a) % (BLOCK * mesh.shape[AXIS])
     if extra:
         a = xp.pad(a, ((0, extra), (0, 0)))
-    return jnp.asarray(a) if mesh is None else jax.device_put(a, NamedSharding(mesh, P(AXIS)))
+    return jax.device_put(a, NamedSharding(mesh, P(AXIS)))
 
 
 class StreamedRows:
