@@ -28,7 +28,9 @@ Writing (every process calls the same code; `jdps.distributed`):
     store = w.finish()                     waits for every process; process 0 writes COMPLETE.json
 
 A rerun of the same writer after a kill (with any number of processes) writes only the chunks without a
-marker. Reading: `FeatureStore(DIR)` refuses a store without COMPLETE.json (a writer was killed or is still
+marker. Durability: a chunk is not fsynced when written (that made writes 8x slower here); instead a
+resumed writer first checks every marked chunk against its marker's sha256 (a chunk a machine crash lost
+is written again), and every process syncs its writes to disk before COMPLETE.json is written. Reading: `FeatureStore(DIR)` refuses a store without COMPLETE.json (a writer was killed or is still
 running), then reads rows as numpy (`store[a:b]`, `store[[i, j]]`, `store.blocks()`), which
 `jdps.gtp.pursuit.solve` streams block by block; `store.to_npy(path)` exports it.
 """
@@ -66,7 +68,8 @@ def chunk_rows_for(columns: int, rows: int | None = None, itemsize: int = 4) -> 
 
 
 def _spec(path: Path, *, shape=None, chunk=None, dtype=None, create: bool = False) -> dict:
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path.absolute())}}
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path.absolute())},
+            "context": {"file_io_sync": False}}   # no fsync a chunk (8x slower): see StoreWriter on durability
     if create:
         spec["metadata"] = {"shape": list(shape), "data_type": dtype,
                             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunk)}},
@@ -150,9 +153,16 @@ class StoreWriter:
         dist.barrier(f"jdps-store-open:{self.path.absolute()}")
         if not dist.is_writer():
             self.array = _open(self.path / "array")
-        done = _markers(self.path)
-        dist.barrier(f"jdps-store-listed:{self.path.absolute()}")   # every process listed before any writes
         import jax
+
+        done = _markers(self.path)
+        if done and not (self.path / COMPLETE).is_file():   # resuming: check the chunks a crash may have lost
+            for i in sorted(done)[jax.process_index()::jax.process_count()]:
+                if not self._intact(i):
+                    (self.path / CHUNKS / f"{i}.json").unlink(missing_ok=True)
+            dist.barrier(f"jdps-store-checked:{self.path.absolute()}")
+            done = _markers(self.path)
+        dist.barrier(f"jdps-store-listed:{self.path.absolute()}")   # every process listed before any writes
 
         pending = [i for i in range(self.chunks) if i not in done]
         mine = pending[jax.process_index()::jax.process_count()]
@@ -174,6 +184,15 @@ class StoreWriter:
             detail = str(err).partition("(")[2].partition(")")[0] or "another run"
             raise InputError(f"the store {self.path} was written by a run with other inputs, options or layout "
                              f"({detail}); pass another --store directory, or delete this one to start over") from None
+
+    def _intact(self, i: int) -> bool:
+        """Whether chunk i's bytes match its marker's sha256."""
+        try:
+            marker = json.loads((self.path / CHUNKS / f"{i}.json").read_text())
+            start, stop = marker["rows"]
+            return marker["sha256"] == _digest(self.array[start:stop].read().result())
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def write(self, start: int, block) -> None:
         """Rows [start, start + len(block)) = block, one whole chunk; then its marker."""
@@ -201,6 +220,7 @@ class StoreWriter:
 
     def finish(self) -> FeatureStore:
         """Wait for every process; process 0 checks every chunk's marker and writes COMPLETE.json."""
+        os.sync()                            # this process's chunks on disk before the store is declared complete
         dist.barrier(f"jdps-store-written:{self.path.absolute()}")
         try:
             if dist.is_writer():

@@ -103,12 +103,21 @@ QUICK = Sizes(mlp_hidden=(32, 16), mlp_batch=64, mlp_reference=128, mlp_pool=512
               quad_keys=1)
 
 
+SYNTHETIC = False   # --synthetic
+
+
 def mlp_case(sizes: Sizes, seed: int):
     """(title, task, params, pool, reference, embeddings): Fashion-MNIST, pool from train, reference from test."""
     from jdps.data import catalogue
     from jdps.models.mlp import mlp_task
 
-    train, test = catalogue.load("fashion_mnist", "train").arrays(), catalogue.load("fashion_mnist", "test").arrays()
+    if SYNTHETIC:   # random images and labels of Fashion-MNIST's shape: the cost does not depend on the values
+        rng = np.random.default_rng(seed + 1)
+        fake = lambda n: {"x": rng.random((n, 28, 28, 1), np.float32), "y": rng.integers(0, 10, n).astype(np.int32)}
+        train, test = fake(sizes.mlp_pool), fake(sizes.mlp_reference)
+    else:
+        train = catalogue.load("fashion_mnist", "train").arrays()
+        test = catalogue.load("fashion_mnist", "test").arrays()
     rows = np.random.default_rng(seed).choice(len(train["x"]), sizes.mlp_pool, replace=False)
     pool = {"x": train["x"][rows], "y": train["y"][rows]}
     reference = {"x": test["x"][:sizes.mlp_reference], "y": test["y"][:sizes.mlp_reference]}
@@ -122,9 +131,14 @@ def lm_case(sizes: Sizes, seed: int):
     from jdps.data import catalogue, text
     from jdps.models.transformer import transformer_lm_task
 
-    chapters = catalogue.load("kjv")
-    reference = text.windows(chapters[:20], sizes.lm_length).arrays()["x"][:sizes.lm_reference]
-    rest = text.windows(chapters[20:], sizes.lm_length).arrays()["x"]
+    if SYNTHETIC:   # random byte tokens in windows of the same length
+        rng = np.random.default_rng(seed + 1)
+        reference = rng.integers(3, text.VOCAB_SIZE, (sizes.lm_reference, sizes.lm_length)).astype(np.int32)
+        rest = rng.integers(3, text.VOCAB_SIZE, (sizes.lm_pool, sizes.lm_length)).astype(np.int32)
+    else:
+        chapters = catalogue.load("kjv")
+        reference = text.windows(chapters[:20], sizes.lm_length).arrays()["x"][:sizes.lm_reference]
+        rest = text.windows(chapters[20:], sizes.lm_length).arrays()["x"]
     pool = rest[np.sort(np.random.default_rng(seed).choice(len(rest), sizes.lm_pool, replace=False))]
     histograms = np.stack([np.bincount(w, minlength=text.VOCAB_SIZE) for w in pool]).astype(np.float32)
     histograms /= histograms.sum(1, keepdims=True)
@@ -385,7 +399,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="tiny models and sets: a smoke run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT), help="output path without suffix (.md and .json)")
+    ap.add_argument("--synthetic", action="store_true", help="random inputs of the datasets' shapes instead of "
+                    "Fashion-MNIST and KJV (a machine without the data: the costs do not depend on the values)")
     args = ap.parse_args(argv)
+    global SYNTHETIC
+    SYNTHETIC = args.synthetic
     argv = sys.argv[1:] if argv is None else argv
     sizes = QUICK if args.quick else Sizes()
     jax.monitoring.register_event_duration_secs_listener(_on_event)
