@@ -257,7 +257,8 @@ def save(records: list[dict], setup: Setup, command: str, out: Path) -> str:
 def demo(seed: int = 0, setup: Setup = FULL, methods=DEMO_METHODS, log=print) -> str:
     """Experiment 1's 60% symmetric noise at full size, one seed, six of its methods; returns the table."""
     records = run_grid(["sym60"], methods, [seed], setup, log)
-    return table(records, setup, f"jdps demo (experiment 1: sym60, seed {seed}, methods {' '.join(methods)})")
+    return table(records, setup, f"python -m experiments.bads_denoise --demo --seeds {seed}"
+                                 + (f" --methods {' '.join(methods)}" if tuple(methods) != DEMO_METHODS else ""))
 
 
 def tune(setup: Setup, seed: int, command: str, log=print) -> str:

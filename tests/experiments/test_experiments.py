@@ -225,7 +225,8 @@ def test_denoise_demo_and_tune_print_their_tables(sym60, monkeypatch):
     train, meta, test = sym60
     monkeypatch.setattr(bads_denoise, "make_data", lambda noise, setup, seed: (train, meta, test.take(np.arange(500))))
     report = bads_denoise.demo(0, TINY, ("uniform",), log=lambda line: None)
-    assert report.startswith("# Experiment 1") and "jdps demo" in report and "| uniform |" in report
+    assert report.startswith("# Experiment 1") and "| uniform |" in report
+    assert "python -m experiments.bads_denoise --demo --seeds 0 --methods uniform" in report   # a runnable command
     configs = []
 
     def fake_bads(train, meta, test, setup, seed, config=None):  # the table and the configs are under test here
