@@ -30,7 +30,7 @@ Writing (every process calls the same code; `jdps.distributed`):
 A rerun of the same writer after a kill (with any number of processes) writes only the chunks without a
 marker. Durability: a chunk is not fsynced when written (that made writes 8x slower here); instead a
 resumed writer first checks every marked chunk against its marker's sha256 (a chunk a machine crash lost
-is written again), and every process syncs its writes to disk before COMPLETE.json is written. Reading: `FeatureStore(DIR)` refuses a store without COMPLETE.json (a writer was killed or is still
+is written again), and every process fsyncs the chunks it wrote before COMPLETE.json is written. Reading: `FeatureStore(DIR)` refuses a store without COMPLETE.json (a writer was killed or is still
 running), then reads rows as numpy (`store[a:b]`, `store[[i, j]]`, `store.blocks()`), which
 `jdps.gtp.pursuit.solve` streams block by block; `store.to_npy(path)` exports it.
 """
@@ -88,6 +88,18 @@ def _digest(block: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(block).data).hexdigest()
 
 
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk (a chunk: tensorstore's zarr3 keys c/<row chunk>/0)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _markers(path: Path) -> set[int]:
     folder = path / CHUNKS
     return {int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()} if folder.is_dir() else set()
@@ -129,7 +141,7 @@ class StoreWriter:
         self.chunks = -(-n // self.chunk_rows)
         layout = {"format": FORMAT, "kind": kind, "shape": list(self.shape), "dtype": "float32",
                   "chunk_rows": self.chunk_rows}
-        self._lock = None
+        self._lock, self._written = None, []
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"the store {self.path} is a file; pass a directory path (it is created if missing)")
         if dist.is_writer():
@@ -206,6 +218,7 @@ class StoreWriter:
             bad = np.flatnonzero(~np.isfinite(block).all(1))[:10] + start
             raise InputError(f"rows {bad.tolist()} of the store {self.path} hold NaN or Inf; fix their inputs")
         self.array[start:stop].write(block).result()
+        self._written.append(i)
         write_json(self.path / CHUNKS / f"{i}.json", {"rows": [start, stop], "sha256": _digest(block)})
 
     def fill(self, rows, progress=None) -> None:
@@ -220,7 +233,8 @@ class StoreWriter:
 
     def finish(self) -> FeatureStore:
         """Wait for every process; process 0 checks every chunk's marker and writes COMPLETE.json."""
-        os.sync()                            # this process's chunks on disk before the store is declared complete
+        for i in self._written:              # this process's chunks on disk before the store is declared complete
+            _fsync(self.path / "array" / "c" / str(i) / "0")
         dist.barrier(f"jdps-store-written:{self.path.absolute()}")
         try:
             if dist.is_writer():

@@ -23,7 +23,7 @@ from jdps.gtp import pursuit
 from jdps.models.mlp import mlp_task
 
 ROOT = Path(__file__).resolve().parents[1]
-P_IN, C, N = 6, 3, 700
+P_IN, C, N = 6, 3, 300
 
 
 def _files(tmp_path):
@@ -59,13 +59,13 @@ def test_two_processes_write_a_store_equal_to_one_process_npy(tmp_path, monkeypa
     port = _port()
     argv = [sys.executable, "-m", "jdps.cli", *FEATURES, "--store", "S", "--target-out", "b.npy",
             "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
-    env = {**_env(), "JDPS_STORE_CHUNK_ROWS": "128"}      # 6 chunks of 128 rows: 3 per process
+    env = {**_env(), "JDPS_STORE_CHUNK_ROWS": "64"}       # 5 chunks of 64 rows: 3 and 2 per process
     procs = [subprocess.Popen(argv + [str(i)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=150) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     summary = json.loads(outs[0][0].strip().splitlines()[-1])
-    assert summary["chunk_rows"] == 128 and summary["columns"] == 2 * 16
+    assert summary["chunk_rows"] == 64 and summary["columns"] == 2 * 16
     one = np.load(tmp_path / "A.npy")
     store = fs.FeatureStore(tmp_path / "S")
     np.testing.assert_allclose(store[:], one, rtol=1e-5, atol=1e-6)
@@ -75,7 +75,7 @@ def test_two_processes_write_a_store_equal_to_one_process_npy(tmp_path, monkeypa
     assert store.verify() == []
     np.testing.assert_allclose(np.load(tmp_path / "b.npy"), one.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     # both processes wrote chunks: their markers name them all; the pursuit reads the store block by block
-    assert sorted(int(p.stem) for p in (tmp_path / "S" / "chunks").glob("*.json")) == list(range(6))
+    assert sorted(int(p.stem) for p in (tmp_path / "S" / "chunks").glob("*.json")) == list(range(5))
     b = np.load(tmp_path / "b.npy")
     np.testing.assert_array_equal(pursuit.solve(store, b, 6).indices, pursuit.solve(one, b, 6).indices)
     assert main(["pursuit", "--store", str(tmp_path / "S"), "--target", str(tmp_path / "b.npy"), "--budget", "6",
@@ -156,7 +156,7 @@ def test_influence_scores_written_block_by_block_equal_the_npz(tmp_path):
     for name, n in (("train", 300), ("query", 7)):
         np.savez(tmp_path / f"{name}.npz", x=rng.normal(size=(n, 5)).astype(np.float32), y=rng.integers(0, 3, n))
     base = ["influence", "--train", str(tmp_path / "train.npz"), "--query", str(tmp_path / "query.npz"),
-            "--ihvp", "identity", "--epochs", "1", "--hidden", "8", "--quiet"]
+            "--ihvp", "identity", "--steps", "1", "--hidden", "8", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "full.npz")]) == 0
     os.environ["JDPS_STORE_CHUNK_ROWS"] = "128"
     try:
