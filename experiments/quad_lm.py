@@ -56,7 +56,8 @@ and k_select = fold_in(key(s), 1):
     quad-no-share  quad with radius 0 (no reward shared with neighbouring clusters)
     quad-topk-in-clusters  as many windows from each cluster as quad's selection holds there, the ones of
                 highest influence cosine (every window scored): top-k influence within Quad's clusters
-    gtp         `jdps.gtp` (factored trajectory features of the 3 checkpoints, d = 256 each, target = the
+    gtp         `jdps.gtp` (factored trajectory features of the 3 checkpoints, d = 256 each, rows not
+                normalised (the earlier default), target = the
                 reference set's mean trajectory), non-negative OMP with its weights; OMP stops at most at
                 the rank Td = 768 or when no correlation is positive, so it may hold fewer than k windows
     gtp-fill    the same with fill='pursuit': further OMP passes over the windows not chosen, each fitting
@@ -321,7 +322,7 @@ def select_all(data: dict, setup: Setup, seed: int, fractions, methods, log=prin
         times["tracin"] = fitted["tracin"].fit_s
     if "gtp" in methods or "gtp-fill" in methods:
         fitted["gtp"] = fit_selector("gtp", task, checkpoints, pool, ref, key=seed,
-                                     fit_options={"d": setup.gtp_d, "grad_form": "factored"})
+                                     fit_options={"d": setup.gtp_d, "grad_form": "factored", "normalize": False})
         times["gtp_fit"] = fitted["gtp"].fit_s
     fitted["random"] = fit_selector("random", None, None, pool, key=seed)
     perplexity = -per_example_losses(task, proxy, pool) if "perplexity" in methods else None
@@ -509,8 +510,8 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="a small pool and budget (a quick check)")
     parser.add_argument("--out", type=Path, default=OUT, help="path stem of the .md, .json and .png files")
     parser.add_argument("--merge", type=Path, default=None,
-                        help="a earlier run's .json: its records of the methods (and the full pool) not run now join "
-                             "the report (the same seeds, pools and training)")
+                        help="an earlier run's .json: its records of the seeds asked for, of the methods (and the full "
+                             "pool) not run now, join the report (the same code, pools and training)")
     add_checkpoint_dir(parser, "seed, method, fraction")
     parser.add_argument("--report-from", type=Path, default=None,
                         help="write the report (.md, .png at --out) from this earlier run's .json, running nothing")
@@ -535,8 +536,9 @@ def main(argv=None) -> int:
                          ex.provenance)
             figure(records, args.out.parent / f"{args.out.name}.png", ex.provenance)
 
+        has_full = {r["seed"] for r in kept if r["method"] == "full"}
         records = run_seeds(args.seeds, lambda seed: [r for r in kept if r["seed"] == seed] + run(
-            seed, args.fractions, args.methods, setup, cells=ex.cells, with_full=not kept), save)
+            seed, args.fractions, args.methods, setup, cells=ex.cells, with_full=seed not in has_full), save)
     print(table(records, setup, ex.command) if records else "")
     return 0
 

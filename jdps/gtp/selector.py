@@ -176,8 +176,10 @@ class GTPOptions:
     """Trajectory features (`jdps.gtp.trajectory.trajectory_features`): projection width d per checkpoint,
     the gradient form ('vmap': materialised per-example gradients, then projected; 'factored': LoGra-style,
     never formed), the parameters that count, the projection's kind, batch and vmap chunk sizes, per-row
-    normalisation, one projection shared by every checkpoint, checkpoint weights c_t, and a `.npy` path
-    to write A into (a memmap for pools too large for memory)."""
+    normalisation (default on: each checkpoint's rows to unit length, as LESS; without it OMP favours the
+    examples of largest gradient, the ones the warm-up model gets wrong, and loses to random at small
+    budgets: experiments/results/gtp_screen.md, gtp_coreset.md), one projection shared by every checkpoint,
+    checkpoint weights c_t, and a `.npy` path to write A into (a memmap for pools too large for memory)."""
 
     d: int = 256
     grad_form: str = "vmap"
@@ -185,7 +187,7 @@ class GTPOptions:
     kind: str = "rademacher"
     batch_size: int = 256
     chunk_size: int | None = None
-    normalize: bool = False
+    normalize: bool = True
     shared_projection: bool = False
     checkpoint_weights: tuple[float, ...] | None = None
     features_out: str | None = None
