@@ -73,10 +73,9 @@ def _auroc(corrupted, weights) -> float | None:
     return float(roc_auc_score(~corrupted, np.asarray(weights)))
 
 
-def run_method(method: str, task, params, pool, meta, test, *, seed: int, epochs: int, corrupted, progress):
+def run_method(method: str, task, params, pool, meta, test, *, seed: int, epochs: int, corrupted, progress,
+               optimizer):
     """One method's figures: test accuracy, weight AUROC (methods that weight), mean weight, seconds."""
-    import optax
-
     from jdps import bads
     from jdps.baselines import run_baseline
     from jdps.progress import bar
@@ -100,7 +99,7 @@ def run_method(method: str, task, params, pool, meta, test, *, seed: int, epochs
             shown.update(1)
         options = {"meta_batch_size": min(META_BATCH, len(meta["x"]))} if method in ("l2rw", "mwn") else {}
         result = run_baseline(method, task, params, pool, meta, key=seed, epochs=epochs, batch_size=BATCH,
-                              optimizer=optax.adam(1e-3), on_epoch=on_epoch, **options)
+                              optimizer=optimizer, on_epoch=on_epoch, **options)
         shown.close()
         accuracy, weights = _accuracy(task, snapshots[-SNAPSHOTS:], test["x"], test["y"]), result.weights
     weighs = method in ("bads", "l2rw", "mwn")
@@ -217,18 +216,22 @@ def cmd_demo(args) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"jdps demo: BADS vs {', '.join(m for m in args.methods if m != 'bads')} on MNIST 5k, "
         f"{100 * args.noise:g}% {args.noise_kind} label noise, {args.repeats} seed(s); results go to {out_dir}/")
+    import optax
+
     start = time.perf_counter()
     runs = []
+    # one task and one optimizer object for every seed, so each method's compiled steps are reused across seeds
+    task, optimizer = mlp_task(0, 784, HIDDEN, 10)[0], optax.adam(1e-3)
     for seed in range(args.seed, args.seed + args.repeats):
         pool, meta, test, pool_id = make_data(args.n_train, args.noise, args.noise_kind, args.meta_per_class, seed)
         corrupted = np.asarray(pool.columns["corrupted"], bool) if "corrupted" in pool.columns else None
         p, m, t = _flat(pool), _flat(meta), _flat(test)
-        task, params = mlp_task(seed, p["x"].shape[1], HIDDEN, 10)
+        params = mlp_task(seed, p["x"].shape[1], HIDDEN, 10)[1]
         run = {"seed": seed, "n_pool": len(p["x"]), "n_meta": len(m["x"]), "n_test": len(t["x"]),
                "corrupted": corrupted, "pool_id": pool_id, "methods": {}}
         for method in args.methods:
             run["methods"][method] = run_method(method, task, params, p, m, t, seed=seed, epochs=args.epochs,
-                                                corrupted=corrupted, progress=not args.quiet)
+                                                corrupted=corrupted, progress=not args.quiet, optimizer=optimizer)
             r = run["methods"][method]
             say(f"  seed {seed} {method:<9} test accuracy {100 * r['accuracy']:.1f}%"
                 + (f", weight AUROC {r['auroc']:.3f}" if r["auroc"] is not None else "") + f" ({r['seconds']:.0f} s)")
