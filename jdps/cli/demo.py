@@ -215,7 +215,8 @@ def cmd_demo(args) -> int:
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"jdps demo: BADS vs {', '.join(m for m in args.methods if m != 'bads')} on MNIST 5k, "
-        f"{100 * args.noise:g}% {args.noise_kind} label noise, {args.repeats} seed(s); results go to {out_dir}/")
+        f"{100 * args.noise:g}% {args.noise_kind} label noise, {args.repeats} seed(s); results go to "
+        f"{out_dir.resolve()}/")
     import optax
 
     start = time.perf_counter()
@@ -258,7 +259,7 @@ def cmd_demo(args) -> int:
         print()
         print(md.read_text())
     print(json.dumps({"command": "demo", "margin_points": _margin(runs), "seconds": round(seconds, 1),
-                      "out_dir": str(out_dir), "table": str(md), "json": str(js),
+                      "out_dir": str(out_dir.resolve()), "table": str(md), "json": str(js),
                       **({"figure": str(png)} if drew else {})}))
     return 0
 
