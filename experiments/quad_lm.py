@@ -407,6 +407,8 @@ def run(seed: int, fractions, methods, setup: Setup, log=print, cells: Cells | N
     jobs = [("full", 1.0)] * with_full + [(m, f) for f in fractions for m in methods]
     records = [cells.run(lambda m=m, f=f: cell(m, f), seed=seed, method=m, fraction=f) for m, f in jobs]
     facts = cells.get(seed=seed, what="facts", methods=list(methods), fractions=list(fractions))
+    if facts is None and not ready:          # every record kept from a run of other methods: no timings
+        facts = {"times": {}, "influence_cosine_means": {}}
     if facts is None:
         meta = prepared()["meta"]
         facts = {"times": meta["times"], "influence_cosine_means": meta["influence_cosine_means"]}
