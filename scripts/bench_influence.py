@@ -104,6 +104,8 @@ QUICK = Sizes(mlp_hidden=(32, 16), mlp_batch=64, mlp_reference=128, mlp_pool=512
 
 
 SYNTHETIC = False   # --synthetic
+METHODS = None      # --methods: the iHVP methods to time (None: all)
+MODELS = ("mlp", "lm")  # --models
 
 
 def mlp_case(sizes: Sizes, seed: int):
@@ -160,7 +162,7 @@ def methods(sizes: Sizes, batch_size: int, mlp: bool, seed: int) -> dict[str, tu
     out["kfac"] = (ih.kfac(DAMPING, key=seed), "true Fisher, 1 sample")
     out["ekfac"] = (ih.ekfac(DAMPING, key=seed), "true Fisher, 1 sample; reads the data twice")
     out["identity (TracIn)"] = (ih.identity(), "no curvature")
-    return out
+    return {name: m for name, m in out.items() if METHODS is None or name.split()[0] in METHODS}
 
 
 def batch_of(arrays: dict, rows) -> dict:
@@ -293,7 +295,8 @@ def warm_up(task, params, pool, batch_size: int, seed: int):
 
 def run(sizes: Sizes, seed: int = 0) -> dict:
     results = {"load_start": os.getloadavg()[0], "models": []}
-    cases = [(mlp_case(sizes, seed), sizes.mlp_batch, True), (lm_case(sizes, seed), sizes.lm_batch, False)]
+    cases = [(mlp_case(sizes, seed), sizes.mlp_batch, True)] if "mlp" in MODELS else []
+    cases += [(lm_case(sizes, seed), sizes.lm_batch, False)] if "lm" in MODELS else []
     for (title, task, params, pool, reference, embeddings), batch_size, mlp in cases:
         print(title, flush=True)
         params = warm_up(task, params, pool, batch_size, seed)
@@ -401,9 +404,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(OUT), help="output path without suffix (.md and .json)")
     ap.add_argument("--synthetic", action="store_true", help="random inputs of the datasets' shapes instead of "
                     "Fashion-MNIST and KJV (a machine without the data: the costs do not depend on the values)")
+    ap.add_argument("--methods", help="comma-separated iHVP methods to time (exact, cg, lissa, kfac, ekfac, "
+                    "identity; default: all)")
+    ap.add_argument("--models", default="mlp,lm", help="comma-separated: mlp, lm")
     args = ap.parse_args(argv)
-    global SYNTHETIC
+    global SYNTHETIC, METHODS, MODELS
     SYNTHETIC = args.synthetic
+    METHODS = None if args.methods is None else tuple(args.methods.split(","))
+    MODELS = tuple(args.models.split(","))
     argv = sys.argv[1:] if argv is None else argv
     sizes = QUICK if args.quick else Sizes()
     jax.monitoring.register_event_duration_secs_listener(_on_event)
