@@ -96,15 +96,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[10])
     parser.add_argument("--pools", nargs="+", default=["clean"], choices=["clean", "dup"])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1])
-    parser.add_argument("--variants", nargs="+", required=True, choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=[], choices=list(VARIANTS),
+                        help="variants to run (none: rewrite the report from the .json)")
     parser.add_argument("--n-val", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     setup = gc.FULL
-    train_split = load("fashion_mnist", "train")
+    train_split = load("fashion_mnist", "train") if args.variants else None
     json_path = args.out.with_suffix(".json")
     records = json.loads(json_path.read_text())["records"] if json_path.exists() else []
-    for seed in args.seeds:
+    for seed in args.seeds if args.variants else []:
         for pool in args.pools:
             x, y, group = gc.make_pool(setup, seed, pool == "dup", train_split)
             rng = np.random.default_rng(seed)
