@@ -266,6 +266,23 @@ def targets(summary: dict, bads_method: str = "bads") -> list[str]:
     return lines
 
 
+def by_dataset(summary: dict, bads_method: str = "bads") -> list[str]:
+    """The targets counted per data set (a Markdown table and a blank line), when there are several."""
+    names = sorted({c["dataset"] for c in summary["cells"]})
+    if len(names) < 2:
+        return []
+    rows = []
+    for name in names:
+        cells = [c for c in summary["cells"] if c["dataset"] == name]
+        noisy = [c["auroc"] for c in cells if c["auroc"] is not None]
+        rows.append([name, len(cells), sum(c["vs_floor"] >= -0.01 for c in cells),
+                     sum(c["vs_l2rw"] is not None and c["vs_l2rw"] >= -0.01 for c in cells),
+                     f"{100 * np.mean([c['margin'] for c in cells]):+.1f}",
+                     f"{np.mean(noisy):.3f}" if noisy else "-"])
+    header = ["data set", "cells", ">= floor - 1", ">= L2RW - 1", "mean BADS - best", "mean AUROC (noisy cells)"]
+    return [markdown_table(header, rows), ""]
+
+
 def table(records: list[dict], command: str, bads_method: str = "bads") -> str:
     summary = summarise(records, bads_method)
     methods = sorted({m for r in records for m in r["methods"]}, key=lambda m: (not m.startswith("bads"), m))
@@ -287,6 +304,7 @@ def table(records: list[dict], command: str, bads_method: str = "bads") -> str:
         f"initial parameters for the same steps. BADS is `{bads_method}`.", "",
         markdown_table(header, rows), "",
         "Targets (snapshot column, mean over seeds):", "", *targets(summary, bads_method), "",
+        *by_dataset(summary, bads_method),
         "Seconds a run (mean; 2 shared CPU cores): " + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items()), "",
     ]
     return "\n".join(lines)

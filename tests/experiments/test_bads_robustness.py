@@ -28,6 +28,9 @@ def test_summary_margins_and_targets_by_hand():
     assert lines[0].startswith("- every cell, BADS >= max(uniform, meta_only) - 1 point: 1 of 2 cells (missed")
     assert "1 of 2 (50%: missed)" in lines[1]           # sym40 is 2 points below L2RW
     assert "1 of 1 cells (lowest 0.950)" in lines[2]
+    other = dict(_cell("none", 0, bads=0.5, uniform=0.7, meta_only=0.2, l2rw=0.4), dataset="e")
+    rows = study.by_dataset(study.summarise([*records, other]))[0].splitlines()[2:]
+    assert rows == ["| d | 2 | 1 | 1 | -2.0 | 0.950 |", "| e | 1 | 0 | 1 | -20.0 | - |"]
 
 
 def test_tiny_run_writes_its_report_and_reuses_its_cells(tmp_path, monkeypatch):
