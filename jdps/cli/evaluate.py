@@ -38,6 +38,9 @@ def _check(args) -> list[str]:
     if "loo" in metrics and flags.hidden(args):
         raise InputError("leave-one-out correlation is meaningful on convex models only: pass --hidden '' (softmax "
                          "regression), or drop loo from --metrics")
+    if "loo" in metrics and args.loo_removed < 40:
+        raise InputError(f"--loo-removed {args.loo_removed}: a leave-one-out correlation needs at least 40 removed "
+                         "points (the correlation of a few is noise); pass --loo-removed 40 or more")
     if "loo" in metrics and args.method == "tracin":
         raise InputError("tracin's checkpoints come from the training trajectory, which leave-one-out's full-batch "
                          "optimum does not have; drop loo from --metrics or evaluate influence or trak")
