@@ -332,12 +332,18 @@ def paired(records, a: str, b: str, value) -> list[float] | None:
     return [va[s] - vb[s] for s in seeds] if seeds else None
 
 
+def sample_std(values) -> float:
+    """The sample standard deviation (ddof 1) of `values`; NaN for fewer than two."""
+    v = np.asarray(values, np.float64)
+    return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
 def beyond_spread(diffs, lower: bool) -> str:
     """'yes' when every paired difference has the wanted sign (negative if `lower`, else positive) and
     |mean| exceeds their sample standard deviation (ddof 1): the issue's "beyond the seed spread"."""
     d = np.asarray(diffs, np.float64)
     same = np.all(d < 0) if lower else np.all(d > 0)
-    return "yes" if same and len(d) > 1 and abs(d.mean()) > d.std(ddof=1) else "no"
+    return "yes" if same and len(d) > 1 and abs(d.mean()) > sample_std(d) else "no"
 
 
 def mean_std(values, scale: float = 100.0, digits: int = 1) -> str:

@@ -66,6 +66,7 @@ from experiments.common import (
     mean_std,
     mlp,
     paired,
+    sample_std,
     plot_by_fraction,
     run_seeds,
     timed,
@@ -265,7 +266,7 @@ def table(records, setup: Setup, command: str) -> str:
                 d = paired(at, m, "random", lambda r: 100 * r["accuracy"]) if m != "random" else None
                 if d is not None:
                     pairs.append([m, f"{100 * f:g}%", " ".join(f"{x:+.1f}" for x in d),
-                                  f"{np.mean(d):+.1f} ± {np.std(d, ddof=1):.1f}",
+                                  f"{np.mean(d):+.1f} ± {sample_std(d):.1f}",
                                   "yes" if np.mean(d) >= 0 else "no", beyond_spread(d, lower=False)])
         lines += [("Paired differences of the test accuracy (points), method minus random, seed by seed; 'beyond "
                    "the spread': the same sign on every seed and |mean| above the sample standard deviation of "

@@ -53,6 +53,7 @@ from experiments.common import (
     markdown_table,
     mean_std,
     paired,
+    sample_std,
     plot_by_fraction,
     run_seeds,
     target_split,
@@ -235,7 +236,7 @@ def table(records, setup: Setup, command: str) -> str:
                 if d is not None:
                     gap = np.mean([r["loss"] for r in at if r["method"] == m]) - np.mean(full)
                     pairs.append([protocol, f"{100 * f:g}%", m, " ".join(f"{x:+.3f}" for x in d),
-                                  f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f}", beyond_spread(d, lower=True),
+                                  f"{np.mean(d):+.3f} ± {sample_std(d):.3f}", beyond_spread(d, lower=True),
                                   f"{gap:+.3f}"])
     lines += [("Paired differences of the target test loss, method minus random, seed by seed (negative: "
                "better than random); 'beyond the spread': the same sign on every seed and |mean| above the "

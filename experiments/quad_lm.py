@@ -109,6 +109,7 @@ from experiments.common import (
     beyond_spread,
     mean_std,
     paired,
+    sample_std,
     pyplot,
     run_seeds,
     save_figure,
@@ -451,7 +452,7 @@ def table(records, setup: Setup, command: str) -> str:
                 d = paired([r for r in records if r["fraction"] == f], a, b, lambda r: r["loss"]["reference mix"])
                 if d is not None:
                     pairs.append([a, b, f"{100 * f:g}%", " ".join(f"{x:+.3f}" for x in d),
-                                  f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f}", beyond_spread(d, lower=True)])
+                                  f"{np.mean(d):+.3f} ± {sample_std(d):.3f}", beyond_spread(d, lower=True)])
     doms = list(setup.domains)
     per_domain = [[m, "100%" if m == "full" else f"{100 * f:g}%"]
                   + [mean_std([r["loss"][d] for r in rows_of(m, f)], 1, 3) for d in doms] for m, f in order]

@@ -554,3 +554,23 @@ def test_coverage_counts_clusters_with_a_selected_row():
     labels = np.array([0, 0, 1, 2, 2, 3])
     assert quad_lm.coverage(labels, [0, 1]) == 1
     assert quad_lm.coverage(labels, [0, 2, 3, 4]) == 3
+
+
+def test_paired_differences_and_the_seed_spread_rule():
+    records = [{"seed": s, "method": m, "v": v} for s, m, v in
+               [(0, "a", 1.0), (1, "a", 2.0), (2, "a", 3.5), (0, "b", 2.0), (1, "b", 2.5), (2, "b", 4.5), (3, "b", 9.0)]]
+    d = common.paired(records, "a", "b", lambda r: r["v"])
+    assert d == [-1.0, -0.5, -1.0]                                  # seed 3 has no 'a'
+    assert common.sample_std(d) == pytest.approx(np.std(d, ddof=1))
+    assert common.beyond_spread(d, lower=True) == "yes"              # |mean| 0.83 > std 0.29, all negative
+    assert common.beyond_spread([-1.0, 0.1, -1.0], lower=True) == "no"
+    assert common.beyond_spread([-1.0, -0.1, -3.0], lower=True) == "no"   # |mean| 1.37 < std 1.46
+    assert common.beyond_spread([2.0, 1.0], lower=False) == "yes" and common.paired(records, "a", "c", len) is None
+
+
+def test_topk_in_clusters_takes_quads_counts_by_score():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    scores = np.array([0.1, 0.9, 0.5, 0.3, 0.3, -1.0, 0.2, 0.0])
+    sel = quad_lm.topk_in_clusters(scores, labels, [0, 2, 3, 6])       # counts 2, 1, 1
+    assert sorted(sel.indices.tolist()) == [1, 2, 3, 6]               # ties (rows 3, 4) to the lowest index
+    assert np.all(sel.weights == 1)
