@@ -11,24 +11,30 @@ a, b: [M, Q] (M observations of Q query examples), or [M] for one query.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from jdps.errors import InputError
 
 
-class Score(NamedTuple):
-    """mean over the defined queries, its standard error (sample std / sqrt(defined)), the per-query
-    values [Q] (NaN where undefined) and how many are defined."""
+class Score(float):
+    """The mean over the defined queries (the float itself, also `.mean`), its standard error `.se` (sample std /
+    sqrt(defined)), the per-query values `.per_query` [Q] (NaN where undefined) and how many are `.defined`;
+    `mean, se = score` unpacks the pair."""
 
-    mean: float
-    se: float
-    per_query: np.ndarray
-    defined: int
+    def __new__(cls, mean: float, se: float, per_query, defined: int):
+        score = super().__new__(cls, mean)
+        score.se, score.per_query, score.defined = float(se), np.asarray(per_query), int(defined)
+        return score
 
-    def __float__(self) -> float:
-        return self.mean
+    @property
+    def mean(self) -> float:
+        return float(self)
+
+    def __iter__(self):
+        return iter((self.mean, self.se))
+
+    def __repr__(self) -> str:
+        return f"Score(mean={self.mean:.4g}, se={self.se:.3g}, defined={self.defined} of {len(self.per_query)})"
 
     def as_dict(self) -> dict:
         return {"mean": self.mean, "se": self.se, "defined": self.defined, "queries": len(self.per_query)}

@@ -51,6 +51,8 @@ def test_lds_mean_and_standard_error_by_hand():
     assert score.mean == pytest.approx(np.mean(per_query))
     assert score.se == pytest.approx(np.std(per_query, ddof=1) / np.sqrt(6))
     assert score.defined == 6 and len(subsets[0]) == 10 and all(len(set(r)) == 10 for r in subsets)
+    mean, se = score
+    assert (mean, se) == (score.mean, score.se) and float(score) == score.mean
 
 
 def test_lds_leaves_out_a_query_with_constant_outputs_and_checks_shapes():
