@@ -46,10 +46,10 @@ def test_balanced_pursuit_is_one_nnls_omp_per_group_on_its_share_of_the_mean_row
 def test_fill_pursuit_repeats_on_the_rows_left_and_mixes_the_fits():
     s = state(1, n=40, d=6)
     a, b = s.features.astype(np.float64), s.target.astype(np.float64)
-    plain = gtp.select(s, budget=20, method="omp")
-    assert plain.info["count"] < 20 and plain.info["stop_reason"] != "budget"      # D = 6 caps one pass
-    sel = gtp.select(s, budget=20, method="omp", fill="pursuit")
-    rows, parts, left = np.arange(40), [], 20
+    plain = gtp.select(s, budget=10, method="omp")
+    assert plain.info["count"] < 10 and plain.info["stop_reason"] != "budget"      # D = 6 caps one pass
+    sel = gtp.select(s, budget=10, method="omp", fill="pursuit")
+    rows, parts, left = np.arange(40), [], 10
     while left > 0:                                                # the reference: NNLS-OMP pass after pass
         support, w, _, _ = reference_omp(a[rows], b, left)
         if not support:
@@ -60,7 +60,7 @@ def test_fill_pursuit_repeats_on_the_rows_left_and_mixes_the_fits():
     total = sum(len(r) for r, _ in parts)
     want = {int(r): float(v) * len(rr) / total for rr, w in parts for r, v in zip(rr, w)}
     got = dict(zip((sel.indices - 1000).tolist(), sel.weights))
-    assert len(sel) == len(set(got)) == total == 20 and sel.info["passes"] == [len(r) for r, _ in parts]
+    assert len(sel) == len(set(got)) == total == 10 and sel.info["passes"] == [len(r) for r, _ in parts]
     assert sorted(got) == sorted(want) and sel.info["stop_reason"] == plain.info["stop_reason"]
     np.testing.assert_allclose([got[r] for r in sorted(want)], [want[r] for r in sorted(want)], rtol=1e-3, atol=1e-6)
     assert sel.info["relative_residual"] == pytest.approx(
@@ -68,14 +68,14 @@ def test_fill_pursuit_repeats_on_the_rows_left_and_mixes_the_fits():
 
 
 def test_fill_score_takes_the_rest_by_correlation_with_the_mean_pursuit_weight():
-    s = state(2, n=40, d=6)
-    plain = gtp.select(s, budget=15, method="omp")
-    sel = gtp.select(s, budget=15, method="omp", fill="score")
+    s = state(1, n=40, d=6)                                       # the shapes compiled above
+    plain = gtp.select(s, budget=10, method="omp")
+    sel = gtp.select(s, budget=10, method="omp", fill="score")
     a, b = s.features.astype(np.float64), s.target.astype(np.float64)
     corr = a @ b
     corr[plain.indices - 1000] = -np.inf
-    extra = np.argsort(-corr, kind="stable")[:15 - len(plain)]
+    extra = np.argsort(-corr, kind="stable")[:10 - len(plain)]
     assert (sel.indices - 1000).tolist() == (plain.indices - 1000).tolist() + extra.tolist()
     np.testing.assert_allclose(sel.weights[len(plain):], plain.weights.mean(), rtol=1e-6)
     with pytest.raises(InputError, match="unknown fill"):
-        gtp.select(s, budget=15, fill="pad")
+        gtp.select(s, budget=10, fill="pad")
