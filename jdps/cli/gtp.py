@@ -39,16 +39,9 @@ def _cmd_features(args) -> int:
         s = load_sets(files, args.num_classes)
         pool, target = s.sets["--pool"], s.sets.get("--target")
         from jdps import gtp
-        from jdps.checkpoint import load_params
-        from jdps.models.build import build_task
         from jdps.outputs import write_npy
 
-        task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
-                                    hidden=flags.hidden(args))
-        checkpoints = load_params(args.checkpoints, template)
-        if weights is not None and len(weights) != len(checkpoints):
-            raise InputError(f"--checkpoint-weights gives {len(weights)} weights for {len(checkpoints)} checkpoints; "
-                             "give one per checkpoint (a Checkpoints folder counts each of its steps)")
+        task, checkpoints = _task_and_checkpoints(args, s, pool, weights)
         resume = run.checkpoints(max_to_keep=None)
         done = len(resume.steps()) if resume is not None else 0
         arrays = lambda data: None if data is None else {"x": data.x, "y": data.y}
@@ -74,27 +67,34 @@ def _cmd_features(args) -> int:
     return 0
 
 
+def _task_and_checkpoints(args, s, pool, weights):
+    """The model of --model for the pool's inputs and the --checkpoints loaded into it, one weight each."""
+    from jdps.checkpoint import load_params
+    from jdps.errors import InputError
+    from jdps.models.build import build_task
+
+    task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
+                                hidden=flags.hidden(args))
+    checkpoints = load_params(args.checkpoints, template)
+    if weights is not None and len(weights) != len(checkpoints):
+        raise InputError(f"--checkpoint-weights gives {len(weights)} weights for {len(checkpoints)} checkpoints; "
+                         "give one per checkpoint (a Checkpoints folder counts each of its steps)")
+    return task, checkpoints
+
+
 def _features_to_store(args, files, weights, outputs) -> int:
     """jdps features --store DIR: A written into a jdps.store by every process, each its own row chunks;
     b from the target set or the store's mean row; --out (optional) an .npy export of the store."""
     from jdps.cli.io import Run, load_sets
-    from jdps.errors import InputError
 
     with Run(args, inputs={**files, "--checkpoints": args.checkpoints}, outputs=outputs) as run:
         s = load_sets(files, args.num_classes)
         pool, target = s.sets["--pool"], s.sets.get("--target")
         from jdps import store as fs
-        from jdps.checkpoint import load_params
         from jdps.gtp.trajectory import mean_row, target_trajectory
-        from jdps.models.build import build_task
         from jdps.outputs import write_npy
 
-        task, template = build_task(args.model, pool.x.shape[1:], s.num_classes, seed=args.seed,
-                                    hidden=flags.hidden(args))
-        checkpoints = load_params(args.checkpoints, template)
-        if weights is not None and len(weights) != len(checkpoints):
-            raise InputError(f"--checkpoint-weights gives {len(weights)} weights for {len(checkpoints)} checkpoints; "
-                             "give one per checkpoint (a Checkpoints folder counts each of its steps)")
+        task, checkpoints = _task_and_checkpoints(args, s, pool, weights)
         options = {"checkpoint_weights": weights, "shared_projection": args.shared_projection,
                    "normalize": args.normalize, "method": args.grad_form, "param_filter": args.param_filter,
                    "batch_size": args.batch_size}
