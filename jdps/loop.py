@@ -147,6 +147,16 @@ def _lengths(arrays: Mapping, name: str) -> int:
     return next(iter(lengths.values()))
 
 
+def resume(checkpoints, state, epochs: int):
+    """(epochs done or None, state) from the latest save in `checkpoints` (a `jdps.checkpoint.Checkpoints`);
+    a save of more than `epochs` epochs is refused, naming the fix."""
+    done, state = checkpoints.restore_latest(state)
+    if done is not None and done > epochs:
+        raise InputError(f"{checkpoints.directory} holds a run of {done} epochs, more than the {epochs} asked; "
+                         "pass the run length it was made with, or another directory")
+    return done, state
+
+
 def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs: int | None = None,
         steps: int | None = None, subset=None, meta_arrays: Mapping | None = None,
         meta_batch_size: int | None = None, remainder: str = "pad", batch_sharding=None, start_epoch: int = 0,
@@ -171,12 +181,8 @@ def run(step: Callable, state, arrays: Mapping, *, key, batch_size: int, epochs:
     key = as_key(key)
     progress = progress_hook(progress)
     if checkpoints is not None:
-        done, state = checkpoints.restore_latest(state)
-        if done is not None:
-            if done > plan.epochs:
-                raise InputError(f"{checkpoints.directory} holds a run of {done} epochs, more than the {plan.epochs} "
-                                 "asked; pass the run length it was made with, or another directory")
-            start_epoch = done
+        done, state = resume(checkpoints, state, plan.epochs)
+        start_epoch = start_epoch if done is None else done
         user_hook = checkpoint
 
         def checkpoint(epoch, state):

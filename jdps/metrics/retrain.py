@@ -93,12 +93,8 @@ def train_many(task, params, data, subsets, *, key, epochs: int | None = None, s
     state = (stacked, opt_state)
     start = 0
     if checkpoints is not None:
-        done, state = checkpoints.restore_latest(state)
-        if done is not None:
-            if done > plan.epochs:
-                raise InputError(f"{checkpoints.directory} holds {done} epochs, more than the {plan.epochs} asked; "
-                                 "pass the run length it was made with, or another directory")
-            start = done
+        done, state = loop.resume(checkpoints, state, plan.epochs)
+        start = done or 0
     arrays, base = device_arrays(host), as_key(key)
     model_keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(m))
     padded = -(-m // group) * group                       # the last group padded with the last model
