@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jdps import outputs
+
 OUT = Path(__file__).resolve().parent.parent / "experiments" / "results" / "bench_pursuit"
 
 
@@ -342,8 +344,8 @@ def main(argv=None) -> None:
     res["features"] = feature_throughput(*setup["feat"], log)
     text = report(res, command, host)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    outputs.write_text(args.out.with_suffix(".md"), text)
+    outputs.write_json(args.out.with_suffix(".json"), res)
     print(text)
 
 

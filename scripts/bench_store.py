@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jdps import outputs
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments" / "results" / "bench_store"
 
@@ -190,8 +192,8 @@ def main(argv=None) -> None:
                       f"({rows * args.c * 4 / 2**20:.1f} MiB); medians of {args.repeats} runs; reads follow the "
                       "writes (page cache).", "", *table, ""])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    outputs.write_text(args.out.with_suffix(".md"), text)
+    outputs.write_json(args.out.with_suffix(".json"), res)
     print(text)
 
 
